@@ -1,0 +1,36 @@
+# `make run` / `make test`: each creates .venv if missing, installs, then runs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Extra arguments for run.py / pytest, e.g. `make run ARGS="stage=mask"`.
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-dev bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# The demo overwrites its own previous exports; a user's run never does unless asked.
+run: install
+	$(PY) run.py export.overwrite=true $(ARGS)
+
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install-dev
+	for b in benchmarks/*.py; do $(PY) $$b --smoke || exit 1; done
+
+clean:
+	rm -rf runs wandb data/demo .pytest_cache

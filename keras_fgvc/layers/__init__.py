@@ -1,1 +1,1 @@
-
+"""Public custom layers (``keras_fgvc.layers``)."""

@@ -1,1 +1,3 @@
+"""Public losses (``keras_fgvc.losses``)."""
 
+from keras_fgvc.losses.margin import ArcFaceLoss, CosFaceLoss  # noqa: F401

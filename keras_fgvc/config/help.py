@@ -1,0 +1,38 @@
+"""``python run.py --help``: usage, pipelines, tasks and every config key with its default."""
+
+import dataclasses
+
+from keras_fgvc.config.schema import CHOICES, Config
+
+USAGE = """usage: python run.py [pipeline=NAME] [stage=STAGE] [task=TASK] [smoke=true] [key=value ...]
+
+Runs a keras_fgvc pipeline. Overrides use Hydra syntax (key=value, dotted keys for nested
+groups); an unknown key is an error (exit code 2) that lists the valid keys.
+
+examples:
+  python run.py                                   5K pseudo-labelling, all stages, on demo data
+  python run.py stage=mask                        one stage (stages: mask, distancing, fivek, all)
+  python run.py data.root=/data/zalo5k            the same on the real Zalo layout
+  python run.py smoke=true                        a tiny sub-minute run
+  python run.py pipeline=fivek task=preview_augment   a PNG grid of augmented training images
+"""
+
+
+def help_text(pipelines: list[str]) -> str:
+    lines = [USAGE, f"pipelines: {', '.join(pipelines)} (files in pipelines/)", "", "config keys (default):"]
+    lines += _describe(Config, "")
+    return "\n".join(lines)
+
+
+def _describe(schema, prefix):
+    lines = []
+    for f in dataclasses.fields(schema):
+        dotted = prefix + f.name
+        if dataclasses.is_dataclass(f.type):
+            lines += _describe(f.type, dotted + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        choices = CHOICES.get(dotted)
+        suffix = f"   one of: {', '.join(choices)}" if choices else ""
+        lines.append(f"  {dotted} = {default!r}{suffix}")
+    return lines

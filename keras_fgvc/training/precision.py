@@ -1,0 +1,69 @@
+"""The "auto" precision / compilation / distribution policy (DESIGN.md).
+
+Measured on this project's 2-core CPU machine: bfloat16 is 2x and XLA 8x slower than plain
+float32, so CPU runs stay float32 without jit. GPUs get mixed_float16 (tensor cores), TPUs
+mixed_bfloat16. Heads, logits and losses stay float32 in every case (their layers say so).
+"""
+
+import json
+import os
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    device: str  # cpu | gpu | tpu
+    precision: str
+    jit_compile: bool | str
+    strategy: tf.distribute.Strategy
+
+
+def detect_device() -> str:
+    if tf.config.list_logical_devices("TPU"):
+        return "tpu"
+    if tf.config.list_physical_devices("GPU"):
+        return "gpu"
+    return "cpu"
+
+
+def auto_precision(device: str) -> str:
+    return {"cpu": "float32", "gpu": "mixed_float16", "tpu": "mixed_bfloat16"}[device]
+
+
+def auto_jit(device: str) -> bool | str:
+    # On accelerators let Keras decide per model ("auto" compiles when the model supports XLA).
+    return False if device == "cpu" else "auto"
+
+
+def make_strategy(kind: str, device: str) -> tf.distribute.Strategy:
+    if kind == "auto":
+        if device == "tpu":
+            kind = "tpu"
+        elif "TF_CONFIG" in os.environ and len(json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("worker", [])) > 1:
+            kind = "multi_worker"
+        elif len(tf.config.list_physical_devices("GPU")) > 1:
+            kind = "mirrored"
+        else:
+            kind = "none"
+    if kind == "none":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def configure(runtime_cfg, device: str | None = None) -> RuntimePlan:
+    """Apply the config's precision policy globally and return the plan (strategy included)."""
+    device = device or detect_device()
+    precision = auto_precision(device) if runtime_cfg.precision == "auto" else runtime_cfg.precision
+    jit = {"auto": auto_jit(device), "true": True, "false": False}[runtime_cfg.jit_compile]
+    keras.config.set_dtype_policy(precision)
+    return RuntimePlan(device, precision, jit, make_strategy(runtime_cfg.distribute, device))

@@ -2,3 +2,7 @@
 
 from keras_fgvc.models.backbones import efficientnetv2  # noqa: F401
 from keras_fgvc.models.backbones import hub  # noqa: F401
+from keras_fgvc.models.backbones import ghostnet  # noqa: F401
+from keras_fgvc.models.backbones import squeezenext  # noqa: F401
+from keras_fgvc.models.backbones import resnet  # noqa: F401
+from keras_fgvc.models.backbones import inception_resnet  # noqa: F401

@@ -9,15 +9,92 @@ import copy
 
 import keras
 
+# Every preset stops before Normalize, unlike the seed recipes (which end with it): images stay in
+# [0, 255] through augmentation and the model normalises them (models.build_model), so one preset
+# works with any backbone's mean/std. Resize steps of the seeds are the data pipeline's job.
+RED = [255, 0, 0]
+_VALUE_RANGE = [0, 255]
+
 # Zalo 5K (SYSTEMS.md section 5, seed 004 section 6.2): RandomFlip, RandomZoom, RandomWidth or
 # RandomRotation in front of the backbone. Factors are the Keras-tutorial defaults the report used.
+_FIVEK = [
+    {"RandomFlip": {"mode": "horizontal"}},
+    {"RandomZoom": {"height_factor": 0.1}},
+    {"RandomRotation": {"factor": 0.05}},
+]
+
+# GhostNet on Stanford Cars (seed 001, best recipe C-50): flip 0.5, RandomAffine(25, 0.1, 0.9-1.1, 8),
+# ColorJitter(0.2, 0.2, 0.2, 0.1). Keras' jitter takes saturation as s with multiplier s / (1 - s), so
+# torchvision's [0.8, 1.2] is s in [0.8/1.8, 1.2/2.2]; its hue shift is factor / 2, so hue 0.1 -> 0.2.
+_CARS = [
+    {"RandomFlip": {"mode": "horizontal"}},
+    {"RandomAffine": {"degrees": 25.0, "translate": 0.1, "scale": [0.9, 1.1], "shear": 8.0}},
+    {"RandomColorJitter": {"value_range": _VALUE_RANGE, "brightness_factor": 0.2, "contrast_factor": 0.2,
+                           "saturation_factor": [0.8 / 1.8, 1.2 / 2.2], "hue_factor": 0.2}},
+]
+# The thesis' tensor-level RandomErasing (p 0.5, scale 0.02-0.25, torchvision's black fill).
+_CARS_ERASING = _CARS + [
+    {"RandomApply": {"layer": {"RandomErasing": {"factor": [1.0, 1.0], "scale": [0.02, 0.25], "fill_value": 0.0,
+                                                 "value_range": _VALUE_RANGE}}, "rate": 0.5}},
+]
+
+# Hotel-ID 2022 (seed 000 Table 1), in order and with its probabilities. RandomResizedCrop keeps the
+# input size (the pipeline resizes first) with albumentations' default area 8-100%. The small red
+# squares use albumentations' CoarseDropout defaults (8 holes of 8x8 px); the large one simulates the
+# test masks with sides in [size/4, size/2].
+_HOTEL_OCCLUSION = {"OcclusionMask": {"mode": "rectangle", "size_range": [0.25, 0.5], "fill_value": RED, "rate": 1.0}}
+_HOTEL_TRAIN = [
+    {"RandomResizedCrop": {"scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0]}},
+    {"RandomFlip": {"mode": "horizontal"}},
+    {"OneOf": {"layers": [{"RandomBrightness": {"factor": 0.2, "value_range": _VALUE_RANGE}},
+                          {"RandomContrast": {"factor": 0.2, "value_range": _VALUE_RANGE}},
+                          {"RandomGamma": {"gamma_limit": [80, 120]}}], "rate": 0.5}},
+    {"ShiftScaleRotate": {"shift_limit": 0.0625, "scale_limit": 0.1, "rotate_limit": 45, "rate": 0.3}},
+    {"CoarseDropout": {"num_holes_range": [8, 8], "hole_height_range": [8, 8], "hole_width_range": [8, 8],
+                       "fill_value": RED, "rate": 0.5}},
+    _HOTEL_OCCLUSION,
+]
+
+# VIPriors 2020 (seed 002 section III-A): RandomResizedCrop area 8-100%, ratio 3/4-4/3, flip 0.5,
+# AutoAugment ImageNet policy, CutMix p 0.5 (a label-mixing step: see split_label_mixing).
+_VIPRIORS = [
+    {"RandomResizedCrop": {"scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0]}},
+    {"RandomFlip": {"mode": "horizontal"}},
+    {"AutoAugment": {"policy": "imagenet"}},
+    {"BatchCutMix": {"alpha": 1.0, "rate": 0.5, "label_mode": "one_hot"}},
+]
+
+# Squeeze-your-model (seed 003): level 0 no augmentation; level 1 "rotation, horizontal flip, scale,
+# crop, hue, contrast, brightness, grey-scale" (the slides give no strengths: these are ours);
+# level 2 is heavier: level 1 plus RandAugment(2, 9) and coarse dropout.
+_SQUEEZE_1 = [
+    {"RandomRotation": {"factor": 0.05}},
+    {"RandomFlip": {"mode": "horizontal"}},
+    {"RandomZoom": {"height_factor": 0.1}},
+    {"RandomResizedCrop": {"scale": [0.5, 1.0]}},
+    {"RandomHue": {"factor": 0.1, "value_range": _VALUE_RANGE}},
+    {"RandomContrast": {"factor": 0.2, "value_range": _VALUE_RANGE}},
+    {"RandomBrightness": {"factor": 0.2, "value_range": _VALUE_RANGE}},
+    {"RandomGrayscale": {"factor": 0.1}},
+]
+_SQUEEZE_2 = _SQUEEZE_1 + [
+    {"RandAugment": {"num_ops": 2, "magnitude": 9}},
+    {"CoarseDropout": {"num_holes_range": [1, 4], "hole_height_range": [0.05, 0.15],
+                       "hole_width_range": [0.05, 0.15], "fill_value": 0.0, "rate": 0.5}},
+]
+
 PRESETS: dict[str, list[dict]] = {
     "none": [],
-    "fivek": [
-        {"RandomFlip": {"mode": "horizontal"}},
-        {"RandomZoom": {"height_factor": 0.1}},
-        {"RandomRotation": {"factor": 0.05}},
-    ],
+    "fivek": _FIVEK,
+    "cars": _CARS,
+    "cars_erasing": _CARS_ERASING,
+    "hotel_id_train": _HOTEL_TRAIN,
+    "hotel_id_val": [_HOTEL_OCCLUSION],
+    "hotel_id_test": [],
+    "vipriors": _VIPRIORS,
+    "squeeze_level0": [],
+    "squeeze_level1": _SQUEEZE_1,
+    "squeeze_level2": _SQUEEZE_2,
 }
 
 
@@ -46,4 +123,19 @@ def build(steps: list[dict], name: str = "augment") -> keras.Sequential:
             raise ValueError(f"augmentation step {index} must be one {{layer: kwargs}} mapping, got {step!r}")
         (layer_name, kwargs), = step.items()
         layers.append(resolve_layer(layer_name)(**(kwargs or {})))
-    return keras.Sequential(layers, name=name)
+    # An empty Sequential cannot be called; "none"-style presets become one Identity layer.
+    return keras.Sequential(layers or [keras.layers.Identity()], name=name)
+
+
+def split_label_mixing(steps: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``(image_steps, mixing_steps)``: label-mixing steps (BatchCutMix, BatchMixUp) need labels.
+
+    Build the image steps with ``build`` (they run in the model or in tf.data); apply the mixing
+    steps in tf.data on batched ``{"images", "labels"}`` dicts, after the image steps.
+    """
+    image_steps, mixing_steps = [], []
+    for step in steps:
+        (layer_name, _), = step.items()
+        mixes = getattr(resolve_layer(layer_name), "mixes_labels", False)
+        (mixing_steps if mixes else image_steps).append(copy.deepcopy(step))
+    return image_steps, mixing_steps

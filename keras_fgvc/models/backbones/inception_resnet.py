@@ -33,7 +33,8 @@ def inception_resnet_v2(input_shape, img_channels=None, weights=None, **kwargs):
         raise FileNotFoundError(f"Inception-ResNet-v2 weights file not found: {weights} (nothing is downloaded)")
     channels = img_channels or (input_shape[2] if len(input_shape) > 2 else 3)
     shape = tuple(input_shape[:2]) + (channels,)
-    if min((s for s in shape[:2] if s is not None), default=INCEPTION_RESNET_MIN_SIZE) < INCEPTION_RESNET_MIN_SIZE:
+    known_sides = [s for s in shape[:2] if s is not None]
+    if known_sides and min(known_sides) < INCEPTION_RESNET_MIN_SIZE:
         raise ValueError(f"Inception-ResNet-v2 needs inputs of at least {INCEPTION_RESNET_MIN_SIZE} px, got {shape}")
     inputs = keras.Input(shape, name="image")
     scaled = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)

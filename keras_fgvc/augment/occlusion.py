@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_fgvc.augment.base import BatchAugmentation, box_mask, fill_colour
+from keras_fgvc.augment.base import BatchAugmentation, box_mask, paint
 
 RED = (255.0, 0.0, 0.0)
 
@@ -77,7 +77,7 @@ class CoarseDropout(BatchAugmentation):
         shape = tf.shape(images)
         mask = box_mask(shape[1], shape[2], parameters["top"], parameters["left"], parameters["hole_height"],
                         parameters["hole_width"])
-        return tf.where(mask[..., None], fill_colour(self.fill_value, images.shape[-1]), images)
+        return paint(images, mask, self.fill_value)
 
     def get_config(self):
         return {**super().get_config(), "num_holes_range": list(self.num_holes_range),
@@ -165,7 +165,7 @@ class OcclusionMask(BatchAugmentation):
 
     def apply_parameters(self, images, parameters):
         mask = self.occlusion(tf.shape(images), parameters)
-        return tf.where(mask[..., None], fill_colour(self.fill_value, images.shape[-1]), images)
+        return paint(images, mask, self.fill_value)
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "size_range": list(self.size_range),

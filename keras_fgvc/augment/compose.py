@@ -53,6 +53,10 @@ class OneOf(BatchAugmentation):
             raise ValueError(f"weights must be {len(self.layers)} non-negative numbers, got {weights!r}")
         self.choice_weights = [float(w) for w in weights]
 
+    def build(self, input_shape):
+        for layer in self.layers:
+            layer.build(input_shape)
+
     def sample_parameters(self, shape):
         batch = shape[:1]
         bounds = np.cumsum(self.choice_weights)[:-1] / sum(self.choice_weights)
@@ -89,6 +93,9 @@ class RandomApply(BatchAugmentation):
     def __init__(self, layer, rate=0.5, seed=None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
         self.layer = as_layer(layer)
+
+    def build(self, input_shape):
+        self.layer.build(input_shape)
 
     def sample_parameters(self, shape):
         return {"applied": self.uniform(shape[:1]) < self.rate}

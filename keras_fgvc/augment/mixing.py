@@ -37,6 +37,10 @@ class _LabelMixing(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
+    def build(self, input_shape=None):
+        # The core sampler has no weights of its own; building it keeps Keras from warning.
+        self._sampler.build(input_shape.get("images") if isinstance(input_shape, dict) else input_shape)
+
     def _sample_core(self, images):
         raise NotImplementedError
 
@@ -113,8 +117,11 @@ class BatchCutMix(_LabelMixing):
 
     def _sample_core(self, images):
         core = self._sampler.get_random_transformation({"images": images}, training=True)
-        return {"permutation": core["permutation_order"], "lam": core["mix_weight"],
-                "mask": tf.reduce_any(core["batch_masks"], axis=-1)}
+        mask = tf.reduce_any(core["batch_masks"], axis=-1)
+        # Keras derives the weight from the fractional box; the pasted pixels are a whole-pixel box, so
+        # the label weight is recomputed from the mask (as CutMix's reference code does).
+        lam = 1.0 - tf.reduce_mean(tf.cast(mask, tf.float32), axis=[1, 2])
+        return {"permutation": core["permutation_order"], "lam": lam, "mask": mask}
 
     def _blend(self, images, partners, parameters):
         return tf.where(parameters["mask"][..., None], partners, images)

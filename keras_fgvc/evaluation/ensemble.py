@@ -77,7 +77,7 @@ def ensemble_rank_classes(
     query = weighted_concat(queries, weights)
 
     def gallery_rows(start, stop):
-        return weighted_concat([np.asarray(g[start:stop], np.float32) for g in galleries])
+        return weighted_concat([np.asarray(g[start:stop], np.float32) for g in galleries]), None
 
     best_scores, best_classes = _rank_chunked(
         query,

@@ -25,6 +25,12 @@ def l2_normalize(x, axis=-1, epsilon=1e-12):
     return x / np.maximum(norms, epsilon)
 
 
+def _inverse_norms(x, epsilon=1e-12):
+    """1 / max(||row||, epsilon) in float32, without materialising ``x ** 2``."""
+    squares = np.einsum("ij,ij->i", x, x, dtype=np.float32)
+    return (1.0 / np.maximum(np.sqrt(squares), epsilon)).astype(np.float32)
+
+
 def _top_k_sorted(scores, classes, k):
     """Per row, the k best (score desc, class index asc) of ``scores`` [Q, n] with column classes [n].
 
@@ -74,24 +80,42 @@ def _merge_unique(scores_a, classes_a, scores_b, classes_b, k):
     return np.take_along_axis(scores, keep, axis=1), np.take_along_axis(classes, keep, axis=1)
 
 
-def _class_max(similarity, run_starts, run_lengths):
-    """Max over each run of rows of ``similarity`` [n, q] (rows grouped by class) -> [runs, q].
+def _class_levels(chunk_classes):
+    """Row plan for a per-class max over one gallery chunk, computed once per chunk.
 
-    Works level by level (first row of every run, then every second row, ...): each level is a
-    contiguous-row gather and an elementwise max, ~7x faster than ``np.maximum.reduceat`` on
-    galleries where most classes have one or two rows per chunk.
+    Returns (run_classes [runs], levels): level j lists (runs longer than j, the chunk row holding
+    each such run's j-th member). The max is then built level by level (first row of every class,
+    then every second row, ...): contiguous-row gathers and elementwise maxima, ~7x faster than
+    ``np.maximum.reduceat`` when most classes have one or two rows in a chunk, and the gallery
+    rows themselves are never reordered or copied.
     """
-    best = similarity[run_starts]
+    order = np.argsort(chunk_classes, kind="stable")
+    sorted_classes = chunk_classes[order]
+    run_starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]])
+    run_lengths = np.diff(np.r_[run_starts, len(sorted_classes)])
+    levels = [(None, order[run_starts])]
     for offset in range(1, int(run_lengths.max())):
         longer = np.flatnonzero(run_lengths > offset)
-        best[longer] = np.maximum(best[longer], similarity[run_starts[longer] + offset])
+        levels.append((longer, order[run_starts[longer] + offset]))
+    return sorted_classes[run_starts], levels
+
+
+def _class_max(similarity, levels):
+    """Max similarity per class: ``similarity`` [n, q] -> [runs, q] following ``_class_levels``."""
+    best = similarity[levels[0][1]]
+    for longer, rows in levels[1:]:
+        best[longer] = np.maximum(best[longer], similarity[rows])
     return best
 
 
 def _rank_chunked(
     query, gallery_rows, num_gallery, class_index, num_classes, k, chunk_size, query_chunk, max_dense_bytes, progress
 ):
-    """Shared engine: ``query`` [Q, D] normalised, ``gallery_rows(start, stop)`` -> normalised [n, D].
+    """Shared engine: ``query`` [Q, D], ``gallery_rows(start, stop)`` -> (rows [n, D], row scale [n] or None).
+
+    A row scale (1 / norm) multiplies the similarities instead of normalising a copy of the
+    rows. Query norms need no work here: they scale a query's scores uniformly, so the caller
+    divides the final scores by them.
 
     Per gallery chunk (read once) and query block, similarities are reduced to a max per class.
     Those maxima go either into a dense [C, Q] table (when it fits ``max_dense_bytes``: one
@@ -111,16 +135,14 @@ def _rank_chunked(
         starts = tqdm(starts, desc="rank", unit="chunk")
     for start in starts:
         stop = min(start + chunk_size, num_gallery)
-        chunk_classes = class_index[start:stop]
-        order = np.argsort(chunk_classes, kind="stable")
-        rows = gallery_rows(start, stop)[order]  # grouped by class: each class is one run of rows
-        sorted_classes = chunk_classes[order]
-        run_starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]])
-        run_lengths = np.diff(np.r_[run_starts, len(sorted_classes)])
-        run_classes = sorted_classes[run_starts]
+        run_classes, levels = _class_levels(class_index[start:stop])
+        rows, row_scale = gallery_rows(start, stop)
         for q0 in range(0, num_query, query_chunk):
             q1 = min(q0 + query_chunk, num_query)
-            class_max = _class_max(rows @ query[q0:q1].T, run_starts, run_lengths)  # [runs, q]
+            similarity = rows @ query[q0:q1].T  # [n, q]
+            if row_scale is not None:
+                similarity *= row_scale[:, None]
+            class_max = _class_max(similarity, levels)  # [runs, q]
             if dense:
                 table[run_classes, q0:q1] = np.maximum(table[run_classes, q0:q1], class_max)
             else:
@@ -203,11 +225,11 @@ def rank_classes(
     if np.shape(query)[-1] != gallery.shape[1]:
         raise ValueError(f"query dim {np.shape(query)[-1]} != gallery dim {gallery.shape[1]}")
     classes, class_index = _encode_labels(gallery_labels)
-    query = l2_normalize(query) if normalize else np.asarray(query, dtype=np.float32)
+    query = np.asarray(query, dtype=np.float32)
 
     def gallery_rows(start, stop):
-        rows = np.asarray(gallery[start:stop], dtype=np.float32)
-        return l2_normalize(rows) if normalize else rows
+        rows = np.asarray(gallery[start:stop], dtype=np.float32)  # a view when already float32
+        return rows, (_inverse_norms(rows) if normalize else None)
 
     best_scores, best_classes = _rank_chunked(
         query,
@@ -221,6 +243,8 @@ def rank_classes(
         max_dense_bytes,
         progress,
     )
+    if normalize:
+        best_scores *= _inverse_norms(query)[:, None]
     return _decode(best_scores, best_classes, classes)
 
 

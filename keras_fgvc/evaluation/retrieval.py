@@ -298,7 +298,9 @@ def extract_embeddings(
         run_step = tf.function(lambda images: strategy.run(embed, args=(images,)))
 
         def step(images):
-            replicas = strategy.experimental_local_results(run_step(images))
+            # split on the host so ids stay aligned: replica r embeds the r-th contiguous slice
+            shards = strategy.experimental_distribute_values_from_function(lambda ctx: _replica_slice(images, ctx))
+            replicas = strategy.experimental_local_results(run_step(shards))
             return np.concatenate([np.asarray(r) for r in replicas], axis=0)
 
     else:
@@ -322,13 +324,8 @@ def extract_embeddings(
         with open(raw_path, "wb") as raw:
             for batch_index, element in enumerate(dataset):
                 images, batch_ids = split(element)
-                if strategy is not None:
-                    values = step(strategy.experimental_distribute_values_from_function(
-                        lambda ctx, x=images: _replica_slice(x, ctx)
-                    ))
-                else:
-                    values = step(images)
-                values = np.asarray(values).reshape(values.shape[0], -1)
+                values = np.asarray(step(images))
+                values = values.reshape(values.shape[0], -1)
                 width, dtype = values.shape[1], values.dtype
                 raw.write(np.ascontiguousarray(values).tobytes())
                 if batch_ids is None:
@@ -342,7 +339,9 @@ def extract_embeddings(
         if width is None:
             raise ValueError("the data set yielded no batches")
         source = np.memmap(raw_path, dtype=dtype, mode="r", shape=(rows, width))
-        target = np.lib.format.open_memmap(os.path.join(out_dir, EMBEDDINGS_FILE), mode="w+", dtype=dtype, shape=(rows, width))
+        target = np.lib.format.open_memmap(
+            os.path.join(out_dir, EMBEDDINGS_FILE), mode="w+", dtype=dtype, shape=(rows, width)
+        )
         block = max(1, (64 << 20) // max(1, width * dtype.itemsize))  # copy 64 MB at a time
         for start in range(0, rows, block):
             target[start : start + block] = source[start : start + block]

@@ -112,3 +112,35 @@ def test_extract_embeddings_without_ids_numbers_rows(tmp_path):
     embeddings, ids = extract_embeddings(lambda x: tf.reduce_sum(x, axis=1), dataset, tmp_path, progress=False)
     np.testing.assert_array_equal(np.asarray(embeddings), images.sum(axis=1))
     np.testing.assert_array_equal(ids, np.arange(5))
+
+
+TWO_REPLICA_SCRIPT = """
+import sys, tempfile
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_fgvc.evaluation import extract_embeddings
+inputs = keras.Input((4, 4, 3))
+model = keras.Model(inputs, {"embedding": keras.layers.Dense(5)(keras.layers.Flatten()(inputs))})
+x = np.random.default_rng(0).uniform(size=(7, 4, 4, 3)).astype("float32")
+dataset = tf.data.Dataset.from_tensor_slices((x, np.arange(7) * 10)).batch(3)  # batches 3, 3, 1
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert strategy.num_replicas_in_sync == 2
+emb, ids = extract_embeddings(model, dataset, tempfile.mkdtemp(), strategy=strategy, progress=False)
+np.testing.assert_allclose(np.asarray(emb), model(x)["embedding"].numpy(), rtol=1e-5, atol=1e-6)
+np.testing.assert_array_equal(ids, np.arange(7) * 10)
+print("OK")
+"""
+
+
+def test_extract_embeddings_two_replicas_keeps_row_order():
+    # logical devices must be set before TensorFlow starts, hence a fresh interpreter
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", TWO_REPLICA_SCRIPT], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-2000:]

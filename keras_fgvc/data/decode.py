@@ -34,3 +34,12 @@ def decode_and_resize(encoded: tf.Tensor, size: int, channels: int = 3) -> tf.Te
     image = decode_image(encoded, channels)
     resized = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
     return tf.clip_by_value(resized, 0.0, 255.0)
+
+
+def model_pixels(encoded: tf.Tensor, size: int, channels: int = 3) -> tf.Tensor:
+    """The exact pixels every model sees: decoded, resized, rounded to integers in [0, 255].
+
+    Training caches these as uint8 and exported models compute them from the raw bytes, so both
+    paths feed the network identical values.
+    """
+    return tf.round(decode_and_resize(encoded, size, channels))

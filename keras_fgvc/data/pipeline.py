@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_fgvc.data.decode import decode_and_resize
+from keras_fgvc.data.decode import model_pixels
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,7 @@ def build(table, spec: PipelineSpec, training: bool, augment=None) -> tf.data.Da
     """
     paths = tf.constant(table["path"].astype(str).to_numpy())
     images = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda path: tf.cast(
-            tf.round(decode_and_resize(tf.io.read_file(path), spec.image_size, spec.channels)), tf.uint8
-        ),
+        lambda path: tf.cast(model_pixels(tf.io.read_file(path), spec.image_size, spec.channels), tf.uint8),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

@@ -1,1 +1,19 @@
+"""Pipeline drivers: each wires sources, tf.data, models, training and export for one system."""
 
+import importlib
+
+# pipeline name -> driver module with run(cfg)
+DRIVERS = {"fivek": "keras_fgvc.pipelines.pseudo_label"}
+
+
+def dispatch(cfg):
+    """Run ``cfg.task`` for ``cfg.pipeline``."""
+    from keras_fgvc.errors import UserError
+
+    if cfg.task == "preview_augment":
+        from keras_fgvc.pipelines.preview_augment import run as preview
+
+        return preview(cfg)
+    if cfg.pipeline not in DRIVERS:
+        raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
+    return importlib.import_module(DRIVERS[cfg.pipeline]).run(cfg)

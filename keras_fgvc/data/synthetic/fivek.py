@@ -110,9 +110,7 @@ def draw_scene(rng, size, mask, distancing):
 def _bare_faces(rng, count, mask):
     if mask:
         return np.zeros(count, bool)
-    bare = rng.random(count) < 0.75
-    bare[rng.integers(count)] = True  # at least one bare face
-    return bare
+    return np.ones(count, bool)
 
 
 def _background(image, rng):
@@ -136,7 +134,7 @@ def _background(image, rng):
 
 
 def _person(draw, rng, x, ground, width, height, masked):
-    head = height * 0.24
+    head = height * 0.28
     body_top = ground - height * 0.72
     shirt = tuple(int(c) for c in rng.integers(0, 256, 3))
     trousers = tuple(int(c) for c in rng.integers(0, 120, 3))
@@ -151,7 +149,7 @@ def _person(draw, rng, x, ground, width, height, masked):
                      fill=(20, 20, 20))
     if masked:
         colour = MASK_COLOURS[rng.integers(len(MASK_COLOURS))]
-        draw.rectangle([cx - head * 0.45, cy + head * 0.02, cx + head * 0.45, cy + head * 0.4], fill=colour)
+        draw.rectangle([cx - head * 0.5, cy - head * 0.02, cx + head * 0.5, cy + head * 0.45], fill=colour)
     else:
         draw.line([cx - head * 0.18, cy + head * 0.22, cx + head * 0.18, cy + head * 0.22], fill=(150, 30, 40),
                   width=max(1, int(head * 0.08)))

@@ -1,0 +1,72 @@
+"""SavedModel export with signatures that take encoded image bytes.
+
+``serving_default``: batch of JPEG/PNG bytes -> {"probabilities", "top_class"};
+``embed``: the same bytes -> {"embedding"} (L2-normalised). Decoding, resizing and
+normalisation are inside, so a client sends files as they are.
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_fgvc.data.decode import model_pixels
+from keras_fgvc.errors import UserError
+
+
+def check_writable(path: str, overwrite: bool):
+    """Fail before any work when an export would clobber an existing one."""
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{path} already exists; set export.overwrite=true to replace it")
+
+
+def export_saved_model(model: keras.Model, path: str, image_size: int, channels: int = 3, overwrite: bool = False) -> str:
+    """Write ``model`` as a SavedModel at ``path`` (atomically: temp dir + rename).
+
+    Args:
+        model: a model from ``build_model`` (outputs ``logits`` and ``embedding``).
+        path: target directory, e.g. ``saved_models/fivek/mask``.
+        image_size: side the images are resized to, as in training.
+        channels: 3 (RGB) or 1 (greyscale).
+        overwrite: replace an existing export.
+
+    Example:
+        >>> export_saved_model(model, "saved_models/fivek/mask", image_size=64)  # doctest: +SKIP
+        >>> tf.saved_model.load("saved_models/fivek/mask").signatures["serving_default"](tf.constant([jpeg]))  # doctest: +SKIP
+    """
+    check_writable(path, overwrite)
+    spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+    def pixels(image_bytes):
+        return tf.map_fn(
+            lambda encoded: model_pixels(encoded, image_size, channels),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([image_size, image_size, channels], tf.float32),
+        )
+
+    def serve(image_bytes):
+        logits = model(pixels(image_bytes), training=False)["logits"]
+        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        return {"probabilities": probabilities, "top_class": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+
+    def embed(image_bytes):
+        return {"embedding": tf.cast(model(pixels(image_bytes), training=False)["embedding"], tf.float32)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    archive.add_endpoint("embed", embed, input_signature=[spec])
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
+    try:
+        archive.write_out(staging, verbose=False)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path

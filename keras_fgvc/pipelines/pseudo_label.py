@@ -1,0 +1,234 @@
+"""Zalo 5K staged pseudo-labelling (SYSTEMS.md section 5), the default pipeline.
+
+    stage mask:        train on rows with a mask label; predict the missing mask labels; accept
+                       those with confidence >= threshold; fill 5k where it follows (mask=0 -> 5k=0).
+    stage distancing:  the same for distancing on the filled table; 5k = mask AND distancing.
+    stage fivek:       train the 5k model on the completed labels; report held-out accuracy/F1 and
+                       predict the public test set when present.
+
+Each stage reads the previous stage's completed table (``<run_dir>/<previous>/table.csv``, or
+``pseudo_label.input_table``) and writes its own, with per-label ``<label>_source`` /
+``<label>_confidence`` columns and a ``label_source`` summary (human / pseudo:<conf> / rule).
+A fraction of the fully human-labelled rows (``split == "test"``) is never trained on.
+"""
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from keras_fgvc.data import synthetic
+from keras_fgvc.data.pipeline import PipelineSpec, build, split_rows
+from keras_fgvc.data.sources import fivek as fivek_source
+from keras_fgvc.data.sources import load
+from keras_fgvc.errors import DataError, UserError
+from keras_fgvc.tracking import run_dir as rundir
+
+STAGES = ("mask", "distancing", "fivek")
+LABEL = {"mask": "mask", "distancing": "distancing", "fivek": "5k"}
+PREVIOUS = {"distancing": "mask", "fivek": "distancing"}
+NUM_CLASSES = 2
+
+
+def data_root(cfg) -> str:
+    """``data.root``, or the demo data set (generated on first use) for these demo settings."""
+    if cfg.data.root:
+        return cfg.data.root
+    demo = cfg.data.demo
+    root = os.path.join(cfg.data.demo_root, f"fivek-n{demo.num_images}-s{demo.image_size}-seed{cfg.seed}")
+    if not os.path.isfile(os.path.join(root, "train_meta.csv")):
+        synthetic.make(
+            "fivek", root, seed=cfg.seed, num_images=demo.num_images, image_size=demo.image_size,
+            test_images=demo.test_images,
+        )
+    return root
+
+
+def initial_table(source: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
+    """Source rows + provenance columns + a held-out test split drawn from fully labelled rows."""
+    table = source.copy()
+    for label in fivek_source.LABELS:
+        table[f"{label}_source"] = np.where(table[label].notna(), "human", "missing")
+        table[f"{label}_confidence"] = np.nan
+    table["split"] = "train"
+    complete = np.flatnonzero(table[list(fivek_source.LABELS)].notna().all(axis=1).to_numpy())
+    test, _ = split_rows(len(complete), [test_fraction], seed)
+    table.loc[table.index[complete[test]], "split"] = "test"
+    return table
+
+
+def fill_5k_by_rule(table: pd.DataFrame) -> int:
+    """5k = mask AND distancing wherever that is already decided; returns rows filled."""
+    missing = table["5k"].isna()
+    zero = (table["mask"] == 0) | (table["distancing"] == 0)
+    one = (table["mask"] == 1) & (table["distancing"] == 1)
+    fill = missing & (zero | one)
+    table.loc[fill, "5k"] = np.where(one[fill], 1.0, 0.0)
+    table.loc[fill, "5k_source"] = "rule"
+    return int(fill.sum())
+
+
+def summarize_sources(table: pd.DataFrame) -> pd.Series:
+    """One ``label_source`` string per row: "human", or e.g. "mask=pseudo:0.973;5k=rule"."""
+    parts = []
+    for label in fivek_source.LABELS:
+        source, confidence = table[f"{label}_source"], table[f"{label}_confidence"]
+        text = np.where(source == "pseudo", label + "=pseudo:" + confidence.map("{:.3f}".format), label + "=" + source)
+        parts.append(pd.Series(np.where(source == "human", "", text), index=table.index))
+    joined = parts[0].str.cat(parts[1:], sep=";").str.replace(r";{2,}", ";", regex=True).str.strip(";")
+    return joined.where(joined != "", "human")
+
+
+def read_previous_table(cfg, stage: str) -> pd.DataFrame:
+    path = cfg.pseudo_label.input_table or os.path.join(cfg.run_dir, PREVIOUS[stage], "table.csv")
+    if not os.path.isfile(path):
+        raise UserError(
+            f"stage '{stage}' needs the completed table of stage '{PREVIOUS[stage]}': {path} not found "
+            f"(run stage={PREVIOUS[stage]} first, or set pseudo_label.input_table=<path>)"
+        )
+    table = pd.read_csv(path)
+    needed = ["path", "split", *fivek_source.LABELS, *(f"{label}_source" for label in fivek_source.LABELS)]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: not a completed 5K table, missing column(s) {', '.join(missing)}")
+    return table
+
+
+def run(cfg) -> dict:
+    """Run the stages ``cfg.stage`` selects; returns {stage: metrics} and prints a results table."""
+    stages = STAGES if cfg.stage == "all" else (cfg.stage,)
+    if cfg.stage != "all" and cfg.stage not in STAGES:
+        raise UserError(f"unknown stage '{cfg.stage}' for pipeline fivek; choose one of: all, {', '.join(STAGES)}")
+    from keras_fgvc.export.saved_model import check_writable
+
+    if cfg.export.enabled:
+        for stage in stages:
+            check_writable(export_path(cfg, stage), cfg.export.overwrite)
+    if stages[0] == "mask":
+        root = data_root(cfg)
+        table = initial_table(load(cfg.data.format, root), cfg.data.test_fraction, cfg.seed)
+    else:
+        table = read_previous_table(cfg, stages[0])
+        root = data_root(cfg)
+    truth = fivek_source.load_truth(root)
+    test_table = load(cfg.data.format, root, split="test") if os.path.isfile(
+        os.path.join(root, fivek_source.META_FILES["test"])
+    ) else None
+
+    from keras_fgvc.config import to_dict
+    from keras_fgvc.training.precision import configure
+
+    plan = configure(cfg.runtime)
+    rundir.write_config(cfg.run_dir, to_dict(cfg))
+    results = {}
+    for stage in stages:
+        results[stage] = run_stage(cfg, plan, stage, table, truth, test_table if stage == "fivek" else None)
+    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), results)
+    print(format_results(results, plan))
+    return results
+
+
+def export_path(cfg, stage: str) -> str:
+    return os.path.join(cfg.export.dir, cfg.pipeline, stage)
+
+
+def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
+    """Train one stage's model, pseudo-label its missing label in ``table`` (in place), save everything."""
+    import keras
+
+    from keras_fgvc.evaluation.metrics import accuracy, f1_score
+    from keras_fgvc.models import build_model
+    from keras_fgvc.tracking.wandb_run import start
+    from keras_fgvc.training.fit import compile_classifier, fit
+
+    label = LABEL[stage]
+    stage_dir = os.path.join(cfg.run_dir, stage)
+    keras.utils.set_random_seed(cfg.seed)
+    labelled = table[(table["split"] == "train") & table[label].notna()]
+    val_idx, train_idx = split_rows(len(labelled), [cfg.data.val_fraction], cfg.seed)
+    train_rows, val_rows = labelled.iloc[train_idx], labelled.iloc[val_idx]
+    heldout = table[table["split"] == "test"]
+    spec = PipelineSpec(cfg.data.image_size, cfg.data.batch_size, targets={"logits": label}, cache=cfg.data.cache, seed=cfg.seed)
+    with plan.strategy.scope():
+        model = build_model(cfg, NUM_CLASSES)
+        compile_classifier(model, cfg.train, -(-len(train_rows) // cfg.data.batch_size), NUM_CLASSES, plan.jit_compile)
+    wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage}", {"stage": stage})
+    try:
+        history = fit(
+            model, build(train_rows, spec, training=True), build(val_rows, spec, training=False),
+            cfg.train, stage_dir, len(train_rows), cfg.data.batch_size, wandb_run,
+        )
+        predict_spec = PipelineSpec(cfg.data.image_size, max(cfg.data.batch_size, 64), cache=False)
+
+        def probabilities(rows):
+            if len(rows) == 0:
+                return np.zeros((0, NUM_CLASSES), "float32")
+            logits = model.predict(build(rows, predict_spec, training=False), verbose=0)["logits"]
+            return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+
+        y_test = heldout[label].to_numpy().astype(int)
+        test_pred = probabilities(heldout).argmax(1)
+        metrics = {
+            "human_labelled": int((table[f"{label}_source"] == "human").sum()),
+            "trained_on": len(train_rows),
+            "epochs_run": len(history.history["loss"]),
+            "heldout_accuracy": accuracy(y_test, test_pred),
+            "heldout_f1": f1_score(y_test, test_pred, average="binary"),
+        }
+        missing = table.index[table[label].isna()]
+        probs = probabilities(table.loc[missing])
+        confidence, predicted = probs.max(axis=1) if len(probs) else probs[:, 0], probs.argmax(axis=1)
+        accept = confidence >= cfg.pseudo_label.threshold
+        accepted = missing[accept]
+        table.loc[accepted, label] = predicted[accept].astype(float)
+        table.loc[accepted, f"{label}_source"] = "pseudo"
+        table.loc[accepted, f"{label}_confidence"] = confidence[accept]
+        metrics.update(
+            missing_before=len(missing),
+            pseudo_labelled=int(accept.sum()),
+            still_missing=int(table[label].isna().sum()),
+            filled_5k_by_rule=fill_5k_by_rule(table),
+        )
+        if truth is not None and len(missing):
+            true = truth.set_index("image_id").loc[table.loc[missing, "image_id"], label].to_numpy().astype(int)
+            metrics["pseudo_label_accuracy"] = accuracy(true[accept], predicted[accept]) if accept.any() else float("nan")
+            metrics["accuracy_all_missing"] = accuracy(true, predicted)
+        if wandb_run is not None:
+            wandb_run.summary.update(metrics)
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()
+    table["label_source"] = summarize_sources(table)
+    rundir.write_table(os.path.join(stage_dir, "table.csv"), table)
+    if test_table is not None and len(test_table):
+        probs = probabilities(test_table)
+        predictions = test_table[["image_id", "fname"]].assign(**{label: probs.argmax(1), f"{label}_probability": probs[:, 1]})
+        rundir.write_table(os.path.join(stage_dir, "predictions.csv"), predictions)
+        metrics["test_predictions"] = len(predictions)
+    rundir.write_json(os.path.join(stage_dir, "metrics.json"), metrics)
+    if cfg.export.enabled:
+        from keras_fgvc.export.saved_model import export_saved_model
+
+        metrics["export"] = export_saved_model(model, export_path(cfg, stage), cfg.data.image_size, overwrite=cfg.export.overwrite)
+    return metrics
+
+
+def format_results(results: dict, plan) -> str:
+    rows = [
+        ("human-labelled rows", "human_labelled", "{}"),
+        ("missing before stage", "missing_before", "{}"),
+        ("pseudo-labelled rows", "pseudo_labelled", "{}"),
+        ("still missing", "still_missing", "{}"),
+        ("5k filled by rule", "filled_5k_by_rule", "{}"),
+        ("pseudo-label accuracy", "pseudo_label_accuracy", "{:.3f}"),
+        ("accuracy on all missing", "accuracy_all_missing", "{:.3f}"),
+        ("held-out accuracy", "heldout_accuracy", "{:.3f}"),
+        ("held-out F1", "heldout_f1", "{:.3f}"),
+    ]
+    stages = list(results)
+    width = 26
+    lines = [f"5K pseudo-labelling ({plan.device}, {plan.precision})", f"{'':{width}}" + "".join(f"{s:>12}" for s in stages)]
+    for title, key, fmt in rows:
+        cells = [fmt.format(results[s][key]) if key in results[s] else "-" for s in stages]
+        lines.append(f"{title:{width}}" + "".join(f"{c:>12}" for c in cells))
+    return "\n".join(lines)

@@ -45,7 +45,9 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
             continue
         check_key(key, source=f"command line '{text}'")
         explicit_keys.add(key)
-        rest.append(text)
+        # "++" sets a key whether or not the YAML file mentions it: the schema, not the file,
+        # decides which keys exist (check_key above).
+        rest.append(text if text.startswith(("+", "~")) else "++" + text)
     if pipeline not in available_pipelines(config_dir):
         raise ConfigError(
             f"unknown pipeline '{pipeline}'; available: {', '.join(available_pipelines(config_dir))} "

@@ -17,8 +17,8 @@ from keras_fgvc.data.decode import model_pixels
 class PipelineSpec:
     image_size: int
     batch_size: int
-    # Table columns that become the targets dict {output_name: column values}.
-    targets: Optional[dict] = None
+    # Table column of integer class labels; None gives images only (prediction).
+    label: Optional[str] = None
     channels: int = 3
     cache: bool = True
     shuffle_buffer: int = 2048
@@ -26,13 +26,13 @@ class PipelineSpec:
 
 
 def build(table, spec: PipelineSpec, training: bool, augment=None) -> tf.data.Dataset:
-    """A batched dataset of ``images`` or ``(images, targets)`` from ``table``.
+    """A batched dataset of ``images`` or ``(images, labels)`` from ``table``.
 
-    Images are float32 [B, S, S, C] in [0, 255]. Targets come from ``spec.targets``
-    ({"logits": "mask"} gives {"logits": int32 labels}); rows must have no missing target.
+    Images are float32 [B, S, S, C] in [0, 255]; labels are int32 [B] from column ``spec.label``,
+    which must have no missing value.
 
     Example:
-        >>> ds = build(table, PipelineSpec(64, 32, targets={"logits": "mask"}), training=True)  # doctest: +SKIP
+        >>> ds = build(table, PipelineSpec(64, 32, label="mask"), training=True)  # doctest: +SKIP
     """
     paths = tf.constant(table["path"].astype(str).to_numpy())
     images = tf.data.Dataset.from_tensor_slices(paths).map(
@@ -40,14 +40,11 @@ def build(table, spec: PipelineSpec, training: bool, augment=None) -> tf.data.Da
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    if spec.targets:
-        targets = {}
-        for output, column in spec.targets.items():
-            values = table[column].to_numpy()
-            if np.isnan(values.astype("float64")).any():
-                raise ValueError(f"target column '{column}' has missing values; filter the table first")
-            targets[output] = values.astype("int32")
-        ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(targets)))
+    if spec.label:
+        values = table[spec.label].to_numpy().astype("float64")
+        if np.isnan(values).any():
+            raise ValueError(f"label column '{spec.label}' has missing values; filter the table first")
+        ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(values.astype("int32"))))
     else:
         ds = images
     if spec.cache:
@@ -55,10 +52,10 @@ def build(table, spec: PipelineSpec, training: bool, augment=None) -> tf.data.Da
     if training:
         ds = ds.shuffle(min(spec.shuffle_buffer, len(table)), seed=spec.seed, reshuffle_each_iteration=True)
     ds = ds.batch(spec.batch_size, drop_remainder=False)
-    to_float = (lambda x, y: (tf.cast(x, tf.float32), y)) if spec.targets else (lambda x: tf.cast(x, tf.float32))
+    to_float = (lambda x, y: (tf.cast(x, tf.float32), y)) if spec.label else (lambda x: tf.cast(x, tf.float32))
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
-        if spec.targets:
+        if spec.label:
             ds = ds.map(lambda x, y: (augment(x, training=training), y), num_parallel_calls=tf.data.AUTOTUNE)
         else:
             ds = ds.map(lambda x: augment(x, training=training), num_parallel_calls=tf.data.AUTOTUNE)

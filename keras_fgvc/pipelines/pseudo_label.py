@@ -44,6 +44,11 @@ def data_root(cfg) -> str:
     return root
 
 
+def training_table(cfg) -> pd.DataFrame:
+    """The source rows of the training split (for previews and other tasks)."""
+    return load(cfg.data.format, data_root(cfg))
+
+
 def initial_table(source: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
     """Source rows + provenance columns + a held-out test split drawn from fully labelled rows."""
     table = source.copy()
@@ -148,14 +153,14 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     val_idx, train_idx = split_rows(len(labelled), [cfg.data.val_fraction], cfg.seed)
     train_rows, val_rows = labelled.iloc[train_idx], labelled.iloc[val_idx]
     heldout = table[table["split"] == "test"]
-    spec = PipelineSpec(cfg.data.image_size, cfg.data.batch_size, targets={"logits": label}, cache=cfg.data.cache, seed=cfg.seed)
+    spec = PipelineSpec(cfg.data.image_size, cfg.data.batch_size, label=label, cache=cfg.data.cache, seed=cfg.seed)
     with plan.strategy.scope():
         model = build_model(cfg, NUM_CLASSES)
-        compile_classifier(model, cfg.train, -(-len(train_rows) // cfg.data.batch_size), NUM_CLASSES, plan.jit_compile)
+        classifier = compile_classifier(model, cfg.train, -(-len(train_rows) // cfg.data.batch_size), NUM_CLASSES, plan.jit_compile)
     wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage}", {"stage": stage})
     try:
         history = fit(
-            model, build(train_rows, spec, training=True), build(val_rows, spec, training=False),
+            classifier, build(train_rows, spec, training=True), build(val_rows, spec, training=False),
             cfg.train, stage_dir, len(train_rows), cfg.data.batch_size, wandb_run,
         )
         predict_spec = PipelineSpec(cfg.data.image_size, max(cfg.data.batch_size, 64), cache=False)
@@ -163,7 +168,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
         def probabilities(rows):
             if len(rows) == 0:
                 return np.zeros((0, NUM_CLASSES), "float32")
-            logits = model.predict(build(rows, predict_spec, training=False), verbose=0)["logits"]
+            logits = classifier.predict(build(rows, predict_spec, training=False), verbose=0)
             return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
 
         y_test = heldout[label].to_numpy().astype(int)

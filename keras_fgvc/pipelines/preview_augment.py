@@ -1,0 +1,39 @@
+"""``task=preview_augment``: a PNG grid of a pipeline's augmented training images.
+
+The grid shows what the model sees during training: the pipeline's image steps (the preset or
+``augment.steps``) applied with ``training=True`` to a seeded sample of training images. Label
+mixing (CutMix/MixUp) needs labels and is left out of the preview.
+"""
+
+import importlib
+import os
+
+import numpy as np
+
+from keras_fgvc.augment import presets
+from keras_fgvc.data.pipeline import PipelineSpec, build
+from keras_fgvc.errors import UserError
+
+NUM_IMAGES = 16
+
+
+def run(cfg) -> str:
+    """Write ``<run_dir>/plots/augment.png`` and return its path."""
+    import keras
+
+    from keras_fgvc.pipelines import DRIVERS
+    from keras_fgvc.tracking.plots_augment import augmentation_grid
+
+    if cfg.pipeline not in DRIVERS:
+        raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
+    table = importlib.import_module(DRIVERS[cfg.pipeline]).training_table(cfg)
+    rows = np.random.default_rng(cfg.seed).permutation(len(table))[:NUM_IMAGES]
+    images = next(iter(build(table.iloc[np.sort(rows)], PipelineSpec(cfg.data.image_size, NUM_IMAGES, cache=False), training=False)))
+    keras.utils.set_random_seed(cfg.seed)
+    steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
+    image_steps, _ = presets.split_label_mixing(steps)
+    augmented = presets.build(image_steps)(images, training=True)
+    grid = np.clip(np.round(np.asarray(augmented)), 0, 255).astype(np.uint8)
+    path = augmentation_grid(grid, os.path.join(cfg.run_dir, "plots", "augment.png"))
+    print(f"wrote {path} ({len(grid)} images, preset '{cfg.augment.preset}', {len(image_steps)} image steps)")
+    return path

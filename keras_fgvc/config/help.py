@@ -15,6 +15,7 @@ examples:
   python run.py data.root=/data/zalo5k            the same on the real Zalo layout
   python run.py smoke=true                        a tiny sub-minute run
   python run.py pipeline=fivek task=preview_augment   a PNG grid of augmented training images
+  python run.py task=model_card                   parameters, MACs, size and images/s of the model
 """
 
 

@@ -102,7 +102,7 @@ class PseudoLabelConfig:
 @dataclass
 class Config:
     pipeline: str = "fivek"
-    task: str = "train"  # train | preview_augment
+    task: str = "train"  # train | preview_augment | model_card
     stage: str = "all"
     smoke: bool = False
     # Settings applied when smoke=true, as {dotted.key: value}; explicit overrides still win.
@@ -128,7 +128,7 @@ class Config:
 
 # Allowed values for string choices; validate() checks them.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "task": ("train", "preview_augment"),
+    "task": ("train", "preview_augment", "model_card"),
     "model.pooling": ("avg", "gem"),
     "train.optimizer": ("sgd", "adamw"),
     "train.schedule": ("cosine", "constant"),

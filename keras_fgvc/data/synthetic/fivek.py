@@ -1,7 +1,7 @@
 """A 5K-compliance-style demo data set whose pictures carry the labels.
 
 Each JPEG shows 2-4 people on a cluttered background. ``mask`` is 1 when every face wears a
-mask (a coloured band over the lower face); 0 when most faces are bare. ``distancing`` is 1
+mask (a coloured band over the lower face); 0 when every face is bare. ``distancing`` is 1
 when neighbours stand at least a body width apart; 0 when some neighbours touch. People vary in
 number, scale, clothing, skin tone and mask colour; backgrounds are random gradients with random
 shapes, so no single pixel statistic separates the classes.
@@ -83,34 +83,33 @@ def draw_scene(rng, size, mask, distancing):
     image = Image.new("RGB", (size, size))
     _background(image, rng)
     draw = ImageDraw.Draw(image)
+    for x, ground, width, height in layout(rng, size, distancing):
+        _person(draw, rng, x, ground, width, height, masked=bool(mask))
+    return image
+
+
+def layout(rng, size, distancing):
+    """(left x, ground y, body width, body height) of each person, left to right.
+
+    Neighbouring bodies stand 0.9-1.6 body widths apart when ``distancing`` is 1, and overlap
+    by up to 0.35 or stand at most 0.1 widths apart when it is 0.
+    """
     count = int(rng.integers(2, 5))
     height = size * rng.uniform(0.55, 0.8) * (0.85 if count == 4 else 1.0)
     width = height * 0.36
-    # Gaps between neighbouring bodies, in body widths: touching/overlapping vs clearly apart.
-    if distancing:
-        gaps = rng.uniform(0.9, 1.6, count - 1)
-    else:
-        gaps = rng.uniform(-0.35, 0.1, count - 1)
+    gaps = rng.uniform(0.9, 1.6, count - 1) if distancing else rng.uniform(-0.35, 0.1, count - 1)
     span = width * (count + gaps.sum())
     while span > size * 0.96:  # shrink the group until it fits the frame
         height *= 0.9
         width = height * 0.36
         span = width * (count + gaps.sum())
-    left = rng.uniform(size * 0.02, size * 0.98 - span)
+    x = rng.uniform(size * 0.02, size * 0.98 - span)
     ground = rng.uniform(height + size * 0.02, size * 0.98)
-    bare = _bare_faces(rng, count, mask)
-    x = left
+    people = []
     for i in range(count):
-        jitter = rng.uniform(-0.08, 0.08) * height
-        _person(draw, rng, x, ground + jitter, width, height, masked=not bare[i])
+        people.append((x, ground + rng.uniform(-0.08, 0.08) * height, width, height))
         x += width * (1 + (gaps[i] if i < count - 1 else 0))
-    return image
-
-
-def _bare_faces(rng, count, mask):
-    if mask:
-        return np.zeros(count, bool)
-    return np.ones(count, bool)
+    return people
 
 
 def _background(image, rng):
@@ -133,14 +132,19 @@ def _background(image, rng):
             draw.line([x0, y0, x0 + w, y0 + h], fill=colour, width=int(rng.integers(1, 4)))
 
 
-def _person(draw, rng, x, ground, width, height, masked):
+def face(x, ground, width, height):
+    """Centre x, centre y and diameter of the head of the person at (x, ground, width, height)."""
     head = height * 0.28
+    return x + width / 2, ground - height * 0.72 - head * 0.55, head
+
+
+def _person(draw, rng, x, ground, width, height, masked):
+    cx, cy, head = face(x, ground, width, height)
     body_top = ground - height * 0.72
     shirt = tuple(int(c) for c in rng.integers(0, 256, 3))
     trousers = tuple(int(c) for c in rng.integers(0, 120, 3))
     draw.rectangle([x + width * 0.15, ground - height * 0.3, x + width * 0.85, ground], fill=trousers)
     draw.rounded_rectangle([x, body_top, x + width, ground - height * 0.28], radius=width * 0.25, fill=shirt)
-    cx, cy = x + width / 2, body_top - head * 0.55
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))]
     draw.ellipse([cx - head / 2, cy - head / 2, cx + head / 2, cy + head / 2], fill=skin)
     eye = max(head * 0.09, 0.6)

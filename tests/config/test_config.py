@@ -1,0 +1,88 @@
+"""Config composition: round-trip, typo rejection, smoke precedence, schema-only keys."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from keras_fgvc.config import to_config, to_dict
+from keras_fgvc.config.compose import compose
+from keras_fgvc.config.validate import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_round_trip_through_dict_and_yaml_is_identity():
+    cfg = compose(["stage=mask", "train.epochs=3", "model.dropout=0.3"])
+    tree = to_dict(cfg)
+    again = to_config(yaml.safe_load(yaml.safe_dump(tree)))
+    assert again == cfg
+    assert (again.stage, again.train.epochs, again.model.dropout) == ("mask", 3, 0.3)
+
+
+def test_yaml_values_reach_the_config():
+    with open(os.path.join(REPO, "pipelines", "fivek.yaml")) as f:
+        raw = yaml.safe_load(f)
+    cfg = compose([])
+    assert cfg.train.learning_rate == raw["train"]["learning_rate"]
+    assert cfg.model.backbone == raw["model"]["backbone"]
+    assert cfg.data.image_size == raw["data"]["image_size"]
+
+
+def test_typo_names_the_valid_keys_and_suggests_the_right_one():
+    with pytest.raises(ConfigError) as error:
+        compose(["trian.epochs=3"])
+    message = str(error.value)
+    assert "trian.epochs" in message and "Did you mean 'train'" in message
+    for key in ("data", "model", "train", "export"):
+        assert key in message
+
+
+def test_nested_typo_lists_the_group_keys():
+    with pytest.raises(ConfigError, match=r"valid keys at train: .*learning_rate.*Did you mean 'train.epochs'"):
+        compose(["train.epoch=3"])
+
+
+def test_bad_choice_and_bad_type_are_config_errors():
+    with pytest.raises(ConfigError, match="train.optimizer.*sgd, adamw"):
+        compose(["train.optimizer=adam"])
+    with pytest.raises(ConfigError, match="train.epochs"):
+        compose(["train.epochs=many"])
+
+
+def test_smoke_settings_apply_under_explicit_overrides():
+    smoke = compose(["smoke=true"])
+    assert (smoke.data.image_size, smoke.train.epochs, smoke.tracking.wandb) == (32, 1, "disabled")
+    explicit = compose(["smoke=true", "train.epochs=2"])
+    assert explicit.train.epochs == 2 and explicit.data.image_size == 32
+
+
+def test_schema_keys_absent_from_the_yaml_can_be_set():
+    cfg = compose(["runs_root=/tmp/elsewhere", "runtime.precision=float32"])
+    assert cfg.runs_root == "/tmp/elsewhere" and cfg.run_dir == "/tmp/elsewhere/fivek/default"
+
+
+def test_unknown_pipeline_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="unknown pipeline 'nope'; available: .*fivek"):
+        compose(["pipeline=nope"])
+
+
+def test_cli_typo_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "run.py"), "trian.epochs=3", f"runs_root={tmp_path}/runs",
+         f"export.dir={tmp_path}/saved", f"data.demo_root={tmp_path}/demo"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown config key 'trian.epochs'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_help_lists_every_group_and_the_stages():
+    result = subprocess.run([sys.executable, os.path.join(REPO, "run.py"), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for text in ("stage=mask", "train.epochs = ", "pseudo_label.threshold = ", "export.overwrite = ", "task=model_card"):
+        assert text in result.stdout

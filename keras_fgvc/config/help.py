@@ -34,6 +34,6 @@ def _describe(schema, prefix):
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         choices = CHOICES.get(dotted)
-        suffix = f"   one of: {', '.join(choices)}" if choices else ""
+        suffix = f"   one of: {', '.join(map(str, choices))}" if choices else ""
         lines.append(f"  {dotted} = {default!r}{suffix}")
     return lines

@@ -64,6 +64,6 @@ def configure(runtime_cfg, device: str | None = None) -> RuntimePlan:
     """Apply the config's precision policy globally and return the plan (strategy included)."""
     device = device or detect_device()
     precision = auto_precision(device) if runtime_cfg.precision == "auto" else runtime_cfg.precision
-    jit = {"auto": auto_jit(device), "true": True, "false": False}[runtime_cfg.jit_compile]
+    jit = auto_jit(device) if runtime_cfg.jit_compile == "auto" else bool(runtime_cfg.jit_compile)
     keras.config.set_dtype_policy(precision)
     return RuntimePlan(device, precision, jit, make_strategy(runtime_cfg.distribute, device))

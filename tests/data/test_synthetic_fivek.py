@@ -79,13 +79,13 @@ def test_every_face_wears_a_mask_exactly_when_mask_is_1(seed):
 def test_gaps_between_neighbours_follow_the_distancing_label(distancing):
     for seed in range(20):
         people = generator.layout(np.random.default_rng(seed), 96, distancing)
-        assert 2 <= len(people) <= 4
+        assert 2 <= len(people) <= 3
         for (x0, _, width, _), (x1, _, _, _) in zip(people, people[1:]):
             gap = (x1 - x0) / width - 1  # in body widths
             if distancing:
-                assert 0.9 - 1e-9 <= gap <= 1.6 + 1e-9
+                assert 0.6 - 1e-9 <= gap <= 1.2 + 1e-9
             else:
-                assert -0.35 - 1e-9 <= gap <= 0.1 + 1e-9
+                assert -0.3 - 1e-9 <= gap <= 0.05 + 1e-9
         assert people[0][0] >= 0 and people[-1][0] + people[-1][2] <= 96
 
 

@@ -1,8 +1,8 @@
 """A 5K-compliance-style demo data set whose pictures carry the labels.
 
-Each JPEG shows 2-4 people on a cluttered background. ``mask`` is 1 when every face wears a
+Each JPEG shows 2-3 people on a cluttered background. ``mask`` is 1 when every face wears a
 mask (a coloured band over the lower face); 0 when every face is bare. ``distancing`` is 1
-when neighbours stand at least a body width apart; 0 when some neighbours touch. People vary in
+when neighbours stand at least 0.6 body widths apart; 0 when some neighbours touch. People vary in
 number, scale, clothing, skin tone and mask colour; backgrounds are random gradients with random
 shapes, so no single pixel statistic separates the classes.
 
@@ -22,7 +22,8 @@ MISSING_MASK_RATE = 734 / 4175
 MISSING_DISTANCING_RATE = 1273 / 4175
 
 SKIN_TONES = [(255, 224, 189), (234, 192, 134), (198, 134, 66), (141, 85, 36), (92, 51, 23), (241, 194, 125)]
-MASK_COLOURS = [(245, 245, 245), (150, 200, 255), (40, 40, 40), (160, 160, 170), (120, 220, 160), (255, 180, 200)]
+# Surgical white/blue, black, grey and green cloth; no skin-like tints, so a mask reads as a mask.
+MASK_COLOURS = [(245, 245, 245), (150, 200, 255), (40, 40, 40), (160, 160, 170), (120, 220, 160)]
 
 
 def make(root, num_images=1500, image_size=96, seed=0, test_images=0):
@@ -91,13 +92,14 @@ def draw_scene(rng, size, mask, distancing):
 def layout(rng, size, distancing):
     """(left x, ground y, body width, body height) of each person, left to right.
 
-    Neighbouring bodies stand 0.9-1.6 body widths apart when ``distancing`` is 1, and overlap
-    by up to 0.35 or stand at most 0.1 widths apart when it is 0.
+    Neighbouring bodies stand 0.6-1.2 body widths apart when ``distancing`` is 1, and overlap
+    by up to 0.3 or stand at most 0.05 widths apart when it is 0. Two or three people keep faces
+    large enough (10-15 px at 64 px) to be seen.
     """
-    count = int(rng.integers(2, 5))
-    height = size * rng.uniform(0.55, 0.8) * (0.85 if count == 4 else 1.0)
+    count = int(rng.integers(2, 4))
+    height = size * rng.uniform(0.6, 0.85)
     width = height * 0.36
-    gaps = rng.uniform(0.9, 1.6, count - 1) if distancing else rng.uniform(-0.35, 0.1, count - 1)
+    gaps = rng.uniform(0.6, 1.2, count - 1) if distancing else rng.uniform(-0.3, 0.05, count - 1)
     span = width * (count + gaps.sum())
     while span > size * 0.96:  # shrink the group until it fits the frame
         height *= 0.9

@@ -63,7 +63,7 @@ class HubBackbone(keras.layers.Layer):
     """
 
     def __init__(self, handle, trainable=True, output_key=None, **kwargs):
-        super().__init__(trainable=trainable, **kwargs)
+        super().__init__(**kwargs)
         self.handle = handle
         self.output_key = output_key
         self._module = tf.saved_model.load(resolve(handle))
@@ -72,6 +72,9 @@ class HubBackbone(keras.layers.Layer):
             _BorrowedVariable(v, trainable=id(v) in trainable_ids) for v in getattr(self._module, "variables", [])
         ]
         self.built = True
+        # Set after the variables exist: Keras' setter freezes/unfreezes the module's trainable
+        # variables (and only those; BN statistics stay non-trainable either way).
+        self.trainable = trainable
 
     def call(self, inputs, training=None):
         # Hub modules are float32 graphs; under mixed precision only the outputs change dtype.
@@ -83,22 +86,25 @@ class HubBackbone(keras.layers.Layer):
         return tf.cast(outputs, self.compute_dtype)
 
     def compute_output_spec(self, inputs, training=None):
-        concrete = keras.backend.compute_output_spec(lambda x: self.call(x, training=False), inputs)
-        return concrete
+        # Trace the restored function once on the symbolic shape to learn its output shape.
+        traced = tf.function(lambda x: self.call(x, training=False)).get_concrete_function(
+            tf.TensorSpec(inputs.shape, tf.float32)
+        )
+        return keras.KerasTensor(tuple(traced.structured_outputs.shape), dtype=self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "handle": self.handle, "output_key": self.output_key}
 
 
 @register_backbone("hub", input_scale="unit")
-def build_hub_backbone(input_shape, hub_handle=None, trainable_backbone=True, **unused):
+def build_hub_backbone(input_shape, hub_handle=None, **unused):
     """Registry builder: ``model.backbone=hub model.hub_handle=<handle or dir>``."""
     if not hub_handle:
         from keras_fgvc.errors import UserError
 
         raise UserError("model.backbone=hub needs model.hub_handle=<TF-Hub handle or local SavedModel dir>")
     inputs = keras.Input(tuple(input_shape), name="pixels")
-    return keras.Model(inputs, HubBackbone(hub_handle, trainable=trainable_backbone)(inputs), name="hub_backbone")
+    return keras.Model(inputs, HubBackbone(hub_handle)(inputs), name="hub_backbone")
 
 
 class _ReusableSavedModel(tf.Module):

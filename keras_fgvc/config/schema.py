@@ -43,8 +43,17 @@ class ModelConfig:
     trainable_backbone: bool = True
     pooling: str = "avg"  # avg | gem
     embedding_dim: int = 0  # 0: the pooled features are the embedding
+    # With embedding_dim > 0: BatchNorm on the pooled features before dropout, and after the Dense.
+    neck_batchnorm: bool = False
+    embedding_batchnorm: bool = True
     dropout: float = 0.2
     l2: float = 1e-4
+    # Prediction heads on one embedding, any of: softmax | arcface | cosface (models/heads.py).
+    # A margin head adds output "<head>_logits"; models.build.training_model feeds it the label.
+    heads: list = field(default_factory=lambda: ["softmax"])
+    margin_scale: float = 30.0  # s of every margin head
+    margin: Optional[float] = None  # None: each head's paper margin (ArcFace 0.5 rad, CosFace 0.35)
+    easy_margin: bool = False  # ArcFace: margin only where cos(theta) > 0
     mean: list = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list = field(default_factory=lambda: list(IMAGENET_STD))
 

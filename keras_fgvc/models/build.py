@@ -1,14 +1,33 @@
-"""``build_model(cfg, num_classes)``: inputs -> augmentation -> normalisation -> backbone -> neck -> head.
+"""``build_model(cfg, num_classes)``: inputs -> augmentation -> normalisation -> backbone -> neck -> heads.
 
-Every model takes float pixels in [0, 255] (B, S, S, C) and returns
-``{"embedding": L2-normalised embedding, "logits": float32 class logits}``; its layers named
-``backbone`` (features), ``pre_logits`` and ``embedding`` let a sub-model read any stage.
+Every model takes float pixels in [0, 255] (B, S, S, C) as its input ``image`` and returns
+``{"embedding": L2-normalised embedding, "logits": float32 class logits}``, plus one
+``"<head>_logits"`` output per margin head in ``cfg.model.heads`` (ArcFace, CosFace). Its layers
+named ``backbone`` (features), ``pre_logits`` and ``embedding`` let a sub-model read any stage.
+
+Training and inference
+----------------------
+``build_model`` returns the inference model: no label input, and each margin head emits plain
+scaled cosine logits ``s * cos(theta)``. A margin head needs the label to put its margin on the
+target class, so training goes through a view that shares every layer and weight:
+
+    model = build_model(cfg, num_classes)
+    trainer = training_model(model)              # inputs {"image", "label"}; margin logits
+    trainer.compile(optimizer, loss=training_losses(model))   # CE per head, summed by Keras
+    trainer.fit(train_ds.map(training_example(model)))        # train_ds yields (image, label)
+    model.predict(images)                        # the trained weights, plain cosine logits
+
+With the default ``heads=["softmax"]`` the view is the model itself and the example is
+``(image, {"logits": label})``: plain cross-entropy on ``"logits"`` as before. ``"logits"`` is the
+softmax head when there is one; in a margin-only model (Hotel-ID's ArcFace) it repeats the first
+margin head's cosine logits, so exports and ``predict`` read ``"logits"`` whatever the heads.
 """
 
 import keras
 
 from keras_fgvc.augment import presets
-from keras_fgvc.models.heads import softmax_head
+from keras_fgvc.config.validate import ConfigError
+from keras_fgvc.models.heads import HEAD_NAMES, is_margin_head, margin_head, output_key, softmax_head
 from keras_fgvc.models.necks import embedding_neck
 from keras_fgvc.models.registry import get_backbone
 
@@ -24,19 +43,35 @@ def input_scaling(input_scale, mean, std, channels):
     return keras.layers.Normalization(mean=mean, variance=variance, name="standardize")
 
 
+def check_heads(heads) -> list[str]:
+    """``model.heads`` as a list, or a ConfigError naming the allowed heads."""
+    heads = list(heads)
+    unknown = [head for head in heads if head not in HEAD_NAMES]
+    if not heads or unknown or len(set(heads)) != len(heads):
+        raise ConfigError(
+            f"config key 'model.heads' = {heads!r}; give one or more distinct heads of: {', '.join(HEAD_NAMES)}"
+        )
+    return heads
+
+
 def build_model(cfg, num_classes: int, channels: int = 3) -> keras.Model:
-    """Assemble the model a Config describes.
+    """Assemble the inference model a Config describes (see the module docstring for training).
 
     Args:
         cfg: a ``keras_fgvc.config.Config`` (reads ``model``, ``data.image_size``, ``augment``).
-        num_classes: classes of the softmax head.
+        num_classes: classes of every head.
         channels: input channels (1 for greyscale backbones).
 
+    Returns:
+        A functional model ``image -> {"embedding", "logits", "<margin head>_logits"...}``;
+        all logits are float32 under any precision policy.
+
     Example:
-        >>> model = build_model(compose(["smoke=true"]), num_classes=2)  # doctest: +SKIP
-        >>> model(images)["logits"].shape  # (B, 2)  # doctest: +SKIP
+        >>> model = build_model(compose(["smoke=true", "model.heads=[softmax,arcface]"]), num_classes=2)  # doctest: +SKIP
+        >>> sorted(model(images))  # ['arcface_logits', 'embedding', 'logits']  # doctest: +SKIP
     """
     m = cfg.model
+    heads = check_heads(m.heads)
     size = cfg.data.image_size
     entry = get_backbone(m.backbone)
     inputs = keras.Input((size, size, channels), name="image")
@@ -47,15 +82,104 @@ def build_model(cfg, num_classes: int, channels: int = 3) -> keras.Model:
     scaling = input_scaling(entry.input_scale, m.mean, m.std, channels)
     if scaling is not None:
         x = scaling(x)
-    backbone = entry.builder(
-        (size, size, channels),
-        weights=m.weights,
-        hub_handle=m.hub_handle,
-        trainable_backbone=m.trainable_backbone,
-    )
+    # Only the options a config actually sets: our own families take no weights file or handle.
+    options = {key: value for key, value in (("weights", m.weights), ("hub_handle", m.hub_handle)) if value}
+    backbone = entry.builder((size, size, channels), **options)
     backbone.name = "backbone"  # noqa: keras allows renaming before the model is used
     backbone.trainable = m.trainable_backbone
     features = backbone(x)
-    embedding, normalized = embedding_neck(features, pooling=m.pooling, embedding_dim=m.embedding_dim, dropout=m.dropout)
-    logits = softmax_head(embedding, num_classes, dropout=m.dropout, l2=m.l2)
-    return keras.Model(inputs, {"embedding": normalized, "logits": logits}, name=f"{cfg.pipeline}_{m.backbone}")
+    embedding, normalized = embedding_neck(
+        features,
+        pooling=m.pooling,
+        embedding_dim=m.embedding_dim,
+        dropout=m.dropout,
+        batchnorm=m.neck_batchnorm,
+        embedding_batchnorm=m.embedding_batchnorm,
+    )
+    outputs = {"embedding": normalized}
+    if "softmax" in heads:
+        outputs["logits"] = softmax_head(embedding, num_classes, dropout=m.dropout, l2=m.l2)
+    for head in heads:
+        if head != "softmax":
+            layer = margin_head(head, num_classes, s=m.margin_scale, m=m.margin, easy_margin=m.easy_margin)
+            outputs[output_key(head)] = layer(embedding)
+    if "logits" not in outputs:
+        # Margin-only model: "logits" is what exports and predict read, so it must exist.
+        first = output_key(heads[0])
+        outputs["logits"] = keras.layers.Identity(name="logits", dtype="float32")(outputs[first])
+    return keras.Model(inputs, outputs, name=f"{cfg.pipeline}_{m.backbone}")
+
+
+def _margin_layers(model):
+    return [layer for layer in model.layers if is_margin_head(layer)]
+
+
+def head_keys(model: keras.Model) -> list[str]:
+    """The outputs of ``model`` that carry a classification loss in training, softmax first.
+
+    ``"logits"`` counts only when a softmax Dense produces it (not the margin-only alias).
+
+    Example:
+        >>> head_keys(build_model(cfg_with_heads_softmax_arcface, 10))  # doctest: +SKIP
+        ['logits', 'arcface_logits']
+    """
+    keys = [layer.name for layer in _margin_layers(model)]
+    if isinstance(model.get_layer("logits"), keras.layers.Dense):
+        keys.insert(0, "logits")
+    return keys
+
+
+def training_model(model: keras.Model) -> keras.Model:
+    """The training view of a ``build_model`` model: same layers and weights, label fed to margin heads.
+
+    Inputs ``{"image": pixels, "label": int32 (B,)}``; outputs as ``model``'s, except that each
+    ``"<head>_logits"`` of a margin head is its margin logits (label -1: no margin on that row).
+    Without a margin head there is nothing to feed the label to and ``model`` itself is returned.
+
+    Args:
+        model: a model returned by :func:`build_model` (or loaded back from ``.keras``).
+
+    Example:
+        >>> trainer = training_model(model)
+        >>> trainer({"image": images, "label": labels})["arcface_logits"]  # doctest: +SKIP
+    """
+    margin_layers = _margin_layers(model)
+    if not margin_layers:
+        return model
+    label = keras.Input((), dtype="int32", name="label")
+    embedding = model.get_layer("pre_logits").output
+    outputs = dict(model.output)
+    for layer in margin_layers:
+        outputs[layer.name] = layer(embedding, label)
+    return keras.Model({"image": model.input, "label": label}, outputs, name=f"{model.name}_train")
+
+
+def training_losses(model: keras.Model) -> dict:
+    """``compile(loss=...)`` for :func:`training_model`: softmax cross-entropy on every head's logits.
+
+    Keras sums the per-output losses (the VIPriors CE + ArcFace recipe); the embedding has none.
+
+    Example:
+        >>> training_model(model).compile("sgd", loss=training_losses(model))  # doctest: +SKIP
+    """
+    return {key: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for key in head_keys(model)}
+
+
+def training_example(model: keras.Model):
+    """A ``tf.data`` map function ``(image, label) -> (inputs, targets)`` for :func:`training_model`.
+
+    Inputs are ``{"image", "label"}`` when the model has a margin head and the image otherwise;
+    targets are ``{head key: label}`` for every key of :func:`head_keys`.
+
+    Example:
+        >>> train_ds = train_ds.map(training_example(model))  # doctest: +SKIP
+    """
+    keys = head_keys(model)
+    needs_label = bool(_margin_layers(model))
+
+    def to_example(image, label):
+        label = keras.ops.cast(label, "int32")
+        inputs = {"image": image, "label": label} if needs_label else image
+        return inputs, {key: label for key in keys}
+
+    return to_example

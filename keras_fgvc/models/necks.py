@@ -1,6 +1,6 @@
 """Embedding necks: pooled backbone features -> embedding (timm ``forward_head(pre_logits=True)``).
 
-pooling (avg | GeM) -> optional BatchNorm -> dropout -> optional Dense embedding -> BatchNorm.
+pooling (avg | GeM) -> [optional BatchNorm -> dropout -> Dense embedding -> optional BatchNorm].
 The neck returns the raw embedding (what a classifier reads) and its L2-normalised copy
 (what retrieval and distillation read).
 """
@@ -43,15 +43,23 @@ class GeMPooling2D(keras.layers.Layer):
         return {**super().get_config(), "p": self.p, "eps": self.eps, "trainable_p": self.trainable_p}
 
 
-def embedding_neck(features, pooling="avg", embedding_dim=0, dropout=0.0, batchnorm=False):
+def embedding_neck(features, pooling="avg", embedding_dim=0, dropout=0.0, batchnorm=False, embedding_batchnorm=True):
     """Apply the neck to a symbolic feature tensor; returns ``(embedding, normalized_embedding)``.
 
     Args:
         features: 4-D feature map or 2-D pre-logits from a backbone.
         pooling: "avg" or "gem" (ignored for 2-D features).
-        embedding_dim: 0 keeps the pooled features as the embedding; > 0 adds Dense + BatchNorm.
+        embedding_dim: 0 keeps the pooled features as the embedding; > 0 adds the Dense embedding.
         dropout: dropout before the embedding Dense (only used when embedding_dim > 0).
-        batchnorm: BatchNorm on the pooled features before the embedding Dense.
+        batchnorm: BatchNorm on the pooled features before the dropout (only with embedding_dim > 0).
+        embedding_batchnorm: BatchNorm after the embedding Dense; without it the Dense keeps a bias
+            (BatchNorm's beta makes a bias redundant, nothing else does).
+
+    Example:
+        >>> features = keras.Input((7, 7, 64))
+        >>> embedding, normalized = embedding_neck(features, pooling="gem", embedding_dim=128, batchnorm=True)
+        >>> normalized.shape
+        (None, 128)
     """
     x = features
     if len(x.shape) == 4:
@@ -61,8 +69,9 @@ def embedding_neck(features, pooling="avg", embedding_dim=0, dropout=0.0, batchn
             x = keras.layers.BatchNormalization(name="neck_bn_in")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="neck_dropout")(x)
-        x = keras.layers.Dense(embedding_dim, use_bias=False, name="neck_dense")(x)
-        x = keras.layers.BatchNormalization(name="neck_bn")(x)
+        x = keras.layers.Dense(embedding_dim, use_bias=not embedding_batchnorm, name="neck_dense")(x)
+        if embedding_batchnorm:
+            x = keras.layers.BatchNormalization(name="neck_bn")(x)
     embedding = keras.layers.Identity(name="pre_logits")(x)
     normalized = keras.layers.UnitNormalization(axis=-1, name="embedding", dtype="float32")(x)
     return embedding, normalized

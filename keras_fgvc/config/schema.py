@@ -74,7 +74,6 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"  # cosine | constant
     warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
     early_stopping_patience: int = 0  # 0: off
     steps_per_epoch: Optional[int] = None  # None: one pass over the training rows
 
@@ -82,7 +81,8 @@ class TrainConfig:
 @dataclass
 class RuntimeConfig:
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
-    jit_compile: str = "auto"  # auto | true | false
+    # "auto" (XLA on accelerators, not on CPU) or a bool; YAML/CLI true/false arrive as bools.
+    jit_compile: Any = "auto"
     distribute: str = "auto"  # auto | none | mirrored | multi_worker | tpu
 
 
@@ -106,6 +106,11 @@ class PseudoLabelConfig:
     threshold: float = 0.9
     # Explicit completed table to start a stage from (default: the previous stage's in the run dir).
     input_table: Optional[str] = None
+    # Start each stage from the previous stage's best weights in the run dir (staged fine-tuning:
+    # the distancing and 5k models reuse what the mask model learned about people).
+    warm_start: bool = True
+    # Epochs per stage, e.g. {mask: 12, distancing: 8, fivek: 4}; a stage not listed uses train.epochs.
+    stage_epochs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -139,10 +144,11 @@ class Config:
 CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("train", "preview_augment", "model_card"),
     "model.pooling": ("avg", "gem"),
+    "model.heads": ("softmax", "arcface", "cosface"),
     "train.optimizer": ("sgd", "adamw"),
     "train.schedule": ("cosine", "constant"),
     "runtime.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
-    "runtime.jit_compile": ("auto", "true", "false"),
+    "runtime.jit_compile": ("auto", True, False),
     "runtime.distribute": ("auto", "none", "mirrored", "multi_worker", "tpu"),
     "tracking.wandb": ("offline", "online", "disabled"),
 }

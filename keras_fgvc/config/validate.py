@@ -65,7 +65,7 @@ def to_config(tree: dict, source: str = "config") -> Config:
         raise ConfigError(f"config key '{key}': {message}") from None
     for dotted, allowed in CHOICES.items():
         value = _get(cfg, dotted)
-        if value not in allowed:
+        if any(v not in allowed for v in (value if isinstance(value, list) else [value])):
             raise ConfigError(f"config key '{dotted}' = {value!r}; choose one of: {', '.join(map(str, allowed))}")
     return cfg
 

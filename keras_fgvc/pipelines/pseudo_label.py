@@ -12,6 +12,7 @@ Each stage reads the previous stage's completed table (``<run_dir>/<previous>/ta
 A fraction of the fully human-labelled rows (``split == "test"``) is never trained on.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -144,7 +145,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     from keras_fgvc.evaluation.metrics import accuracy, f1_score
     from keras_fgvc.models import build_model
     from keras_fgvc.tracking.wandb_run import start
-    from keras_fgvc.training.fit import compile_classifier, fit
+    from keras_fgvc.training.fit import CHECKPOINT, compile_classifier, fit
 
     label = LABEL[stage]
     stage_dir = os.path.join(cfg.run_dir, stage)
@@ -154,14 +155,19 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     train_rows, val_rows = labelled.iloc[train_idx], labelled.iloc[val_idx]
     heldout = table[table["split"] == "test"]
     spec = PipelineSpec(cfg.data.image_size, cfg.data.batch_size, label=label, cache=cfg.data.cache, seed=cfg.seed)
+    train_cfg = dataclasses.replace(cfg.train, epochs=cfg.pseudo_label.stage_epochs.get(stage, cfg.train.epochs))
     with plan.strategy.scope():
         model = build_model(cfg, NUM_CLASSES)
-        classifier = compile_classifier(model, cfg.train, -(-len(train_rows) // cfg.data.batch_size), NUM_CLASSES, plan.jit_compile)
+        classifier = compile_classifier(model, train_cfg, -(-len(train_rows) // cfg.data.batch_size), NUM_CLASSES, plan.jit_compile)
+    warm_start = os.path.join(cfg.run_dir, PREVIOUS.get(stage, ""), CHECKPOINT)
+    warm = cfg.pseudo_label.warm_start and stage in PREVIOUS and os.path.isfile(warm_start)
+    if warm:
+        classifier.load_weights(warm_start)
     wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage}", {"stage": stage})
     try:
         history = fit(
             classifier, build(train_rows, spec, training=True), build(val_rows, spec, training=False),
-            cfg.train, stage_dir, len(train_rows), cfg.data.batch_size, wandb_run,
+            train_cfg, stage_dir, len(train_rows), cfg.data.batch_size, wandb_run,
         )
         predict_spec = PipelineSpec(cfg.data.image_size, max(cfg.data.batch_size, 64), cache=False)
 
@@ -176,6 +182,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
         metrics = {
             "human_labelled": int((table[f"{label}_source"] == "human").sum()),
             "trained_on": len(train_rows),
+            "warm_start": warm_start if warm else None,
             "epochs_run": len(history.history["loss"]),
             "heldout_accuracy": accuracy(y_test, test_pred),
             "heldout_f1": f1_score(y_test, test_pred, average="binary"),
@@ -196,7 +203,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
         )
         if truth is not None and len(missing):
             true = truth.set_index("image_id").loc[table.loc[missing, "image_id"], label].to_numpy().astype(int)
-            metrics["pseudo_label_accuracy"] = accuracy(true[accept], predicted[accept]) if accept.any() else float("nan")
+            metrics["pseudo_label_accuracy"] = accuracy(true[accept], predicted[accept]) if accept.any() else None
             metrics["accuracy_all_missing"] = accuracy(true, predicted)
         if wandb_run is not None:
             wandb_run.summary.update(metrics)
@@ -206,10 +213,12 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     table["label_source"] = summarize_sources(table)
     rundir.write_table(os.path.join(stage_dir, "table.csv"), table)
     if test_table is not None and len(test_table):
+        from keras_fgvc.export.submission import write_fivek_predictions, write_predictions_csv
+
         probs = probabilities(test_table)
-        predictions = test_table[["image_id", "fname"]].assign(**{label: probs.argmax(1), f"{label}_probability": probs[:, 1]})
-        rundir.write_table(os.path.join(stage_dir, "predictions.csv"), predictions)
-        metrics["test_predictions"] = len(predictions)
+        write_fivek_predictions(os.path.join(stage_dir, "submission.csv"), test_table["fname"], probs.argmax(1), label_column=label)
+        write_predictions_csv(os.path.join(stage_dir, "predictions.csv"), test_table["fname"], probs, id_column="fname")
+        metrics["test_predictions"] = len(test_table)
     rundir.write_json(os.path.join(stage_dir, "metrics.json"), metrics)
     if cfg.export.enabled:
         from keras_fgvc.export.saved_model import export_saved_model
@@ -234,6 +243,6 @@ def format_results(results: dict, plan) -> str:
     width = 26
     lines = [f"5K pseudo-labelling ({plan.device}, {plan.precision})", f"{'':{width}}" + "".join(f"{s:>12}" for s in stages)]
     for title, key, fmt in rows:
-        cells = [fmt.format(results[s][key]) if key in results[s] else "-" for s in stages]
+        cells = [fmt.format(results[s][key]) if results[s].get(key) is not None else "-" for s in stages]
         lines.append(f"{title:{width}}" + "".join(f"{c:>12}" for c in cells))
     return "\n".join(lines)

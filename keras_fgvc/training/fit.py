@@ -8,6 +8,9 @@ import keras
 from keras_fgvc.tracking.wandb_run import WandbLogger
 from keras_fgvc.training.optimizers import make_optimizer
 
+# The best-val-loss weights of a run, in its output folder.
+CHECKPOINT = "checkpoint.weights.h5"
+
 
 def compile_classifier(model, train_cfg, steps_per_epoch: int, num_classes: int, jit_compile=False) -> keras.Model:
     """A compiled logits-only view of ``model`` (same layers and weights): SGD/AdamW, sparse
@@ -33,7 +36,7 @@ def fit(model, train_ds, val_ds, train_cfg, out_dir: str, num_train: int, batch_
     """Train, keeping the best-val-loss weights; returns the Keras History."""
     os.makedirs(out_dir, exist_ok=True)
     steps = train_cfg.steps_per_epoch or math.ceil(num_train / batch_size)
-    checkpoint = os.path.join(out_dir, "checkpoint.weights.h5")
+    checkpoint = os.path.join(out_dir, CHECKPOINT)
     callbacks = [
         keras.callbacks.CSVLogger(os.path.join(out_dir, "history.csv")),
         keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True, monitor="val_loss", save_best_only=True),

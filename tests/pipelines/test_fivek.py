@@ -1,0 +1,163 @@
+"""The 5K staged pseudo-labelling pipeline on the smoke config: tables, provenance, metrics,
+stage hand-over, refusals, and the exported bytes-in signature."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import keras
+from keras_fgvc.config.compose import compose
+from keras_fgvc.data.decode import model_pixels
+from keras_fgvc.models import build_model
+from keras_fgvc.training.fit import CHECKPOINT, compile_classifier
+from run import main
+
+
+def overrides(root, *extra):
+    return ["smoke=true", f"runs_root={root}/runs", f"export.dir={root}/saved", f"data.demo_root={root}/demo", *extra]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fivek")
+    assert main(overrides(root)) == 0
+    cfg = compose(overrides(root))
+    demo = next((root / "demo").iterdir())
+    return root, cfg, demo
+
+
+def table(cfg, stage):
+    return pd.read_csv(os.path.join(cfg.run_dir, stage, "table.csv"))
+
+
+def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
+    root, cfg, _ = smoke_run
+    for stage in ("mask", "distancing", "fivek"):
+        for name in ("table.csv", "metrics.json", "history.csv", CHECKPOINT):
+            assert os.path.isfile(os.path.join(cfg.run_dir, stage, name)), (stage, name)
+        assert set(tf.saved_model.load(str(root / "saved" / "fivek" / stage)).signatures) == {"serving_default", "embed"}
+    summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
+    assert list(summary) == ["mask", "distancing", "fivek"]
+
+
+def test_human_labels_are_kept_and_pseudo_labels_are_confident(smoke_run):
+    _, cfg, demo = smoke_run
+    source = pd.read_csv(demo / "train_meta.csv")
+    final = table(cfg, "fivek")
+    assert final["image_id"].tolist() == source["image_id"].tolist()
+    for label in ("mask", "distancing"):
+        human = source[label].notna()
+        assert (final.loc[human, label] == source.loc[human, label]).all()
+        assert (final.loc[human, f"{label}_source"] == "human").all()
+        pseudo = final[f"{label}_source"] == "pseudo"
+        assert (final.loc[pseudo, f"{label}_confidence"] >= cfg.pseudo_label.threshold).all()
+        assert final.loc[pseudo, label].isin([0, 1]).all()
+        assert (final.loc[~human & ~pseudo, label].isna()).all()
+
+
+def test_5k_follows_mask_and_distancing(smoke_run):
+    _, cfg, _ = smoke_run
+    final = table(cfg, "fivek")
+    decided = final["5k"].notna()
+    both = final["mask"].notna() & final["distancing"].notna()
+    expected = (final["mask"] == 1) & (final["distancing"] == 1)
+    assert (final.loc[both & decided, "5k"] == expected[both & decided].astype(float)).all()
+    ruled = final["5k_source"] == "rule"
+    assert ruled.any() and (final.loc[ruled, "5k"] == expected[ruled].astype(float)).all()
+
+
+def test_label_source_summarises_each_row(smoke_run):
+    _, cfg, _ = smoke_run
+    final = table(cfg, "fivek")
+    for _, row in final.iterrows():
+        parts = {}
+        for label in ("mask", "distancing", "5k"):
+            if row[f"{label}_source"] == "pseudo":
+                parts[label] = f"{label}=pseudo:{row[f'{label}_confidence']:.3f}"
+            elif row[f"{label}_source"] != "human":
+                parts[label] = f"{label}={row[f'{label}_source']}"
+        assert row["label_source"] == (";".join(parts.values()) or "human")
+
+
+def test_metrics_agree_with_the_tables_and_the_hidden_truth(smoke_run):
+    _, cfg, demo = smoke_run
+    truth = pd.read_csv(demo / "truth.csv").set_index("image_id")
+    before = pd.read_csv(demo / "train_meta.csv")
+    for stage, label in (("mask", "mask"), ("distancing", "distancing")):
+        metrics = json.loads(open(os.path.join(cfg.run_dir, stage, "metrics.json")).read())
+        after = table(cfg, stage)
+        pseudo = after[f"{label}_source"] == "pseudo"
+        assert metrics["missing_before"] == int(before[label].isna().sum())
+        assert metrics["pseudo_labelled"] == int(pseudo.sum())
+        if pseudo.any():
+            true = truth.loc[after.loc[pseudo, "image_id"], label].to_numpy()
+            assert metrics["pseudo_label_accuracy"] == pytest.approx(float((after.loc[pseudo, label].to_numpy() == true).mean()))
+
+
+def test_public_test_predictions_cover_every_test_image(smoke_run):
+    _, cfg, demo = smoke_run
+    test = pd.read_csv(demo / "public_test_meta.csv")
+    submission = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "submission.csv"))
+    assert list(submission.columns) == ["fname", "5k"]
+    assert submission["fname"].tolist() == test["fname"].tolist() and submission["5k"].isin([0, 1]).all()
+    predictions = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "predictions.csv"))
+    assert predictions["fname"].tolist() == test["fname"].tolist()
+    np.testing.assert_allclose(predictions["p_0"] + predictions["p_1"], 1.0, atol=2e-6)
+    assert (predictions["label"] == submission["5k"]).all()
+
+
+def test_export_on_raw_jpeg_bytes_equals_the_keras_model(smoke_run):
+    root, cfg, demo = smoke_run
+    model = build_model(cfg, 2)
+    classifier = compile_classifier(model, cfg.train, 1, 2)
+    classifier.load_weights(os.path.join(cfg.run_dir, "fivek", CHECKPOINT))
+    files = sorted((demo / "images").iterdir())[:5]
+    encoded = [f.read_bytes() for f in files]
+    served = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["serving_default"](
+        image_bytes=tf.constant(encoded)
+    )
+    pixels = np.stack([model_pixels(e, cfg.data.image_size).numpy() for e in encoded])
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(classifier(pixels, training=False)))
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
+    embedding = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["embed"](
+        image_bytes=tf.constant(encoded)
+    )["embedding"].numpy()
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_stage_without_its_previous_table_exits_2_and_writes_nothing(tmp_path, capsys):
+    assert main(overrides(tmp_path, "stage=distancing")) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert "stage 'distancing' needs the completed table of stage 'mask'" in error[0] and "run stage=mask first" in error[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved").exists()
+
+
+def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
+    root, cfg, _ = smoke_run
+    previous = os.path.join(cfg.run_dir, "distancing", "table.csv")
+    assert main(overrides(tmp_path, "stage=fivek", f"pseudo_label.input_table={previous}", f"data.demo_root={root}/demo")) == 0
+    out = compose(overrides(tmp_path, "stage=fivek"))
+    metrics = json.loads(open(os.path.join(out.run_dir, "fivek", "metrics.json")).read())
+    completed = pd.read_csv(previous)
+    assert metrics["human_labelled"] == int((completed["5k_source"] == "human").sum())
+    assert metrics["warm_start"] is None  # no distancing checkpoint in this run dir
+
+
+def test_existing_export_is_refused_before_any_work(smoke_run, capsys):
+    root, cfg, _ = smoke_run
+    marker = root / "saved" / "fivek" / "mask" / "saved_model.pb"
+    stamp = marker.stat().st_mtime_ns
+    assert main(overrides(root, "name=second")) == 2
+    assert "already exists; set export.overwrite=true" in capsys.readouterr().err
+    assert marker.stat().st_mtime_ns == stamp
+    assert not os.path.exists(compose(overrides(root, "name=second")).run_dir)
+
+
+def test_missing_data_root_names_the_file(tmp_path, capsys):
+    assert main(overrides(tmp_path, f"data.root={tmp_path}/nowhere", "export.enabled=false")) == 2
+    assert f"{tmp_path}/nowhere/train_meta.csv: file not found" in capsys.readouterr().err

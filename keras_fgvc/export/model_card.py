@@ -7,6 +7,7 @@ custom layers with sublayers and shared layers are all counted. Bias adds, Batch
 activations and pooling are not MACs and are left out, as in the GhostNet and MobileNetV3 papers.
 """
 
+import os
 import platform
 import time
 
@@ -97,7 +98,7 @@ def _resolve_input_shape(model, input_shape):
     return input_shape
 
 
-def model_card(model, input_shape=None, batch_sizes=(1, 32), min_seconds=1.0):
+def model_card(model, input_shape=None, batch_sizes=(1, 32), min_seconds=1.0, tflite_paths=None):
     """Parameter counts, MACs, float32 size and measured images/s of ``model``.
 
     Args:
@@ -106,10 +107,13 @@ def model_card(model, input_shape=None, batch_sizes=(1, 32), min_seconds=1.0):
             model's own input shape (which must then be fully defined).
         batch_sizes: batch sizes to time; ``()`` skips timing.
         min_seconds: time each batch size for at least this long (after warm-up).
+        tflite_paths: optional ``{"float32": path, "int8": path}`` of exported TFLite files
+            whose sizes the card lists.
 
     Returns:
         dict with name, input_shape, trainable_params, total_params, macs, size_mb_float32
-        (total params x 4 bytes, in 10^6 bytes), images_per_second {batch: float}, device.
+        (total params x 4 bytes, in 10^6 bytes), images_per_second {batch: float}, device,
+        and tflite_size_mb {quantization: file size in 10^6 bytes} (empty without tflite_paths).
 
     Example:
         >>> print(format_model_card(model_card(GhostNet(num_classes=196), (224, 224))))
@@ -129,6 +133,7 @@ def model_card(model, input_shape=None, batch_sizes=(1, 32), min_seconds=1.0):
         },
         "device": f"{platform.processor() or platform.machine()}, TF {tf.__version__}, "
         f"{len(tf.config.list_physical_devices('GPU'))} GPU",
+        "tflite_size_mb": {name: os.path.getsize(path) / 1e6 for name, path in (tflite_paths or {}).items()},
     }
 
 
@@ -145,6 +150,8 @@ def format_model_card(card):
         ("MACs", f"{card['macs'] / 1e6:,.1f}M"),
         ("size (float32)", f"{card['size_mb_float32']:.1f} MB"),
     ]
+    # Two decimals: int8 files of small models are well under 1 MB.
+    rows += [(f"size (TFLite {name})", f"{mb:.2f} MB") for name, mb in card.get("tflite_size_mb", {}).items()]
     rows += [(f"images/s @ batch {b}", f"{v:,.1f}") for b, v in card["images_per_second"].items()]
     rows.append(("device", card["device"]))
     width = max(len(k) for k, _ in rows)

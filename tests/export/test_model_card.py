@@ -50,3 +50,17 @@ def test_free_input_size_needs_explicit_shape():
     with pytest.raises(ValueError, match="input_shape"):
         model_card(model, batch_sizes=())
     assert model_card(model, (32, 32), batch_sizes=())["macs"] == count_macs(model, (32, 32, 3))
+
+
+def test_card_lists_tflite_file_sizes(tmp_path):
+    # Stand-in files of known byte counts: the card reports size / 10^6, like size_mb_float32.
+    float_path, int8_path = tmp_path / "model_float32.tflite", tmp_path / "model_int8.tflite"
+    float_path.write_bytes(b"\0" * 1_500_000)
+    int8_path.write_bytes(b"\0" * 420_000)
+    model = hand_counted_model()
+    card = model_card(model, (8, 8), batch_sizes=(), tflite_paths={"float32": str(float_path), "int8": str(int8_path)})
+    assert card["tflite_size_mb"] == {"float32": 1.5, "int8": 0.42}
+    text = format_model_card(card)
+    lines = {line.split("  ")[0]: line.split()[-2] for line in text.splitlines() if "TFLite" in line}
+    assert lines == {"size (TFLite float32)": "1.50", "size (TFLite int8)": "0.42"}
+    assert "TFLite" not in format_model_card(model_card(model, (8, 8), batch_sizes=()))

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_fgvc.errors import UserError
-from keras_fgvc.export.tflite import compare_with_keras, export_tflite, tflite_predict
+from keras_fgvc.export.tflite import _dequantize, _quantize, compare_with_keras, export_tflite, tflite_predict
 from keras_fgvc.models.backbones.ghostnet import GhostNet
 
 SIZE = 32
@@ -101,6 +101,17 @@ def test_int8_file_is_integer_and_agrees_on_a_model_with_real_predictions(traine
     assert report["top1_agreement"] >= 0.9
     assert report["max_abs_diff"] < 0.1
     assert report["tflite_accuracy"] >= report["keras_accuracy"] - 0.05
+
+
+def test_quantize_helpers_follow_the_affine_scheme():
+    # real = scale * (q - zero_point) (LiteRT quantisation spec), with rounding and saturation.
+    details = {"dtype": np.int8, "quantization": (0.5, -10)}
+    values = np.array([-100.0, -5.2, 0.0, 0.74, 200.0], dtype=np.float32)
+    q = _quantize(values, details)
+    np.testing.assert_array_equal(q, np.array([-128, -20, -10, -9, 127], dtype=np.int8))
+    np.testing.assert_allclose(_dequantize(q, details), [-59.0, -5.0, 0.0, 0.5, 68.5])
+    floats = {"dtype": np.float32, "quantization": (0.0, 0)}
+    np.testing.assert_array_equal(_quantize(values, floats), values)
 
 
 def test_int8_calibration_from_dark_dataset_pairs_keeps_pixel_scale(tmp_path):

@@ -7,9 +7,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from keras_fgvc.config.compose import compose
 from keras_fgvc.data.decode import model_pixels
 from keras_fgvc.errors import UserError
 from keras_fgvc.export.saved_model import export_saved_model
+from keras_fgvc.models import build_model
 
 SIZE = 32
 
@@ -40,8 +42,9 @@ def encoded_images():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    model = small_model()
+    # The real contract: build_model's GhostNet with its standardisation layer and L2 embedding.
+    cfg = compose(["smoke=true", "model.backbone=ghostnet_050", f"data.image_size={SIZE}", "augment.preset=none"])
+    model = build_model(cfg, num_classes=4)
     path = export_saved_model(model, str(tmp_path_factory.mktemp("sm") / "classifier"), image_size=SIZE)
     return model, tf.saved_model.load(path)
 
@@ -69,7 +72,7 @@ def test_embed_signature_is_l2_normalised_keras_embedding(exported):
     files = encoded_images()
     _, embedding = keras_reference(model, files)
     served = reloaded.signatures["embed"](image_bytes=tf.constant(files))["embedding"].numpy()
-    assert served.shape == (3, 6)
+    assert served.shape == (3, model.output["embedding"].shape[-1])
     np.testing.assert_allclose(np.linalg.norm(served, axis=-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(served, embedding, atol=1e-5)
 

@@ -50,12 +50,14 @@ def _calibration_batches(representative_images, image_size, channels, max_images
         if isinstance(batch, (tuple, list)):
             batch = batch[0]
         batch = np.asarray(batch, dtype=np.float32)[: max_images - seen]
+        if not len(batch):
+            continue
         if batch.shape[1:] != (image_size, image_size, channels):
             raise UserError(
                 f"representative images have shape {batch.shape[1:]}, the model takes "
                 f"{(image_size, image_size, channels)}"
             )
-        if batch.size and (batch.min() < 0.0 or batch.max() > 255.0):
+        if (batch.min() < 0.0 or batch.max() > 255.0):
             raise UserError(
                 f"representative images must be pixels in [0, 255], got [{batch.min()}, {batch.max()}]"
             )

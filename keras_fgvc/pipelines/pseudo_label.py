@@ -14,6 +14,7 @@ A fraction of the fully human-labelled rows (``split == "test"``) is never train
 
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -162,7 +163,10 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     warm_start = os.path.join(cfg.run_dir, PREVIOUS.get(stage, ""), CHECKPOINT)
     warm = cfg.pseudo_label.warm_start and stage in PREVIOUS and os.path.isfile(warm_start)
     if warm:
-        classifier.load_weights(warm_start)
+        with warnings.catch_warnings():
+            # The new stage starts a fresh optimizer on purpose; only the model weights carry over.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            classifier.load_weights(warm_start)
     wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage}", {"stage": stage})
     try:
         history = fit(

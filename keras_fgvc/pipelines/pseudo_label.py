@@ -143,8 +143,9 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     """Train one stage's model, pseudo-label its missing label in ``table`` (in place), save everything."""
     import keras
 
-    from keras_fgvc.evaluation.metrics import accuracy, f1_score
+    from keras_fgvc.evaluation.metrics import accuracy, confusion_matrix, f1_score
     from keras_fgvc.models import build_model
+    from keras_fgvc.tracking.plots_confusion import confusion_plot
     from keras_fgvc.tracking.wandb_run import start
     from keras_fgvc.training.fit import CHECKPOINT, compile_classifier, fit
 
@@ -183,6 +184,10 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
 
         y_test = heldout[label].to_numpy().astype(int)
         test_pred = probabilities(heldout).argmax(1)
+        confusion_plot(
+            confusion_matrix(y_test, test_pred, NUM_CLASSES), os.path.join(stage_dir, "confusion.png"),
+            [f"{label}=0", f"{label}=1"], title=f"{stage}: held-out split",
+        )
         metrics = {
             "human_labelled": int((table[f"{label}_source"] == "human").sum()),
             "trained_on": len(train_rows),

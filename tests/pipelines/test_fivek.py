@@ -37,7 +37,7 @@ def table(cfg, stage):
 def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
     root, cfg, _ = smoke_run
     for stage in ("mask", "distancing", "fivek"):
-        for name in ("table.csv", "metrics.json", "history.csv", CHECKPOINT):
+        for name in ("table.csv", "metrics.json", "history.csv", "confusion.png", CHECKPOINT):
             assert os.path.isfile(os.path.join(cfg.run_dir, stage, name)), (stage, name)
         assert set(tf.saved_model.load(str(root / "saved" / "fivek" / stage)).signatures) == {"serving_default", "embed"}
     summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())

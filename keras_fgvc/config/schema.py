@@ -98,6 +98,10 @@ class ExportConfig:
     enabled: bool = True
     dir: str = "saved_models"
     overwrite: bool = False
+    # TFLite files next to each SavedModel, any of float32 | int8 (int8 calibrates on training
+    # images and is compared with the Keras model on the validation split).
+    tflite: list = field(default_factory=list)
+    calibration_images: int = 200
 
 
 @dataclass
@@ -145,6 +149,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("train", "preview_augment", "model_card"),
     "model.pooling": ("avg", "gem"),
     "model.heads": ("softmax", "arcface", "cosface"),
+    "export.tflite": ("float32", "int8"),
     "train.optimizer": ("sgd", "adamw"),
     "train.schedule": ("cosine", "constant"),
     "runtime.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),

@@ -110,7 +110,8 @@ def run(cfg) -> dict:
 
     if cfg.export.enabled:
         for stage in stages:
-            check_writable(export_path(cfg, stage), cfg.export.overwrite)
+            for path in (export_path(cfg, stage), *tflite_paths(cfg, stage).values()):
+                check_writable(path, cfg.export.overwrite)
     if stages[0] == "mask":
         root = data_root(cfg)
         table = initial_table(load(cfg.data.format, root), cfg.data.test_fraction, cfg.seed)
@@ -137,6 +138,33 @@ def run(cfg) -> dict:
 
 def export_path(cfg, stage: str) -> str:
     return os.path.join(cfg.export.dir, cfg.pipeline, stage)
+
+
+def tflite_paths(cfg, stage: str) -> dict:
+    """{quantization: file} of the stage's TFLite exports, e.g. saved_models/fivek/mask.int8.tflite."""
+    return {q: f"{export_path(cfg, stage)}.{q}.tflite" for q in cfg.export.tflite}
+
+
+def export_stage(cfg, model, stage, train_rows, val_rows) -> dict:
+    """SavedModel (+ TFLite files checked against the Keras model on the validation rows)."""
+    from keras_fgvc.export.saved_model import export_saved_model
+    from keras_fgvc.export.tflite import compare_with_keras, export_tflite
+
+    size = cfg.data.image_size
+    exported = {"saved_model": export_saved_model(model, export_path(cfg, stage), size, overwrite=cfg.export.overwrite)}
+    if not cfg.export.tflite:
+        return exported
+    pixels = lambda rows: np.concatenate(list(build(rows, PipelineSpec(size, 64, cache=False), training=False)))  # noqa: E731
+    calibration = pixels(train_rows.sample(min(len(train_rows), cfg.export.calibration_images), random_state=cfg.seed))
+    val_images, val_labels = pixels(val_rows), val_rows[LABEL[stage]].to_numpy().astype(int)
+    for quantization, path in tflite_paths(cfg, stage).items():
+        export_tflite(model, path, size, quantization=quantization, representative_images=calibration,
+                      overwrite=cfg.export.overwrite)
+        exported[f"tflite_{quantization}"] = {
+            "path": path, "size_mb": os.path.getsize(path) / 1e6,
+            **compare_with_keras(model, path, val_images, val_labels),
+        }
+    return exported
 
 
 def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
@@ -228,11 +256,9 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
         write_fivek_predictions(os.path.join(stage_dir, "submission.csv"), test_table["fname"], probs.argmax(1), label_column=label)
         write_predictions_csv(os.path.join(stage_dir, "predictions.csv"), test_table["fname"], probs, id_column="fname")
         metrics["test_predictions"] = len(test_table)
-    rundir.write_json(os.path.join(stage_dir, "metrics.json"), metrics)
     if cfg.export.enabled:
-        from keras_fgvc.export.saved_model import export_saved_model
-
-        metrics["export"] = export_saved_model(model, export_path(cfg, stage), cfg.data.image_size, overwrite=cfg.export.overwrite)
+        metrics["export"] = export_stage(cfg, model, stage, train_rows, val_rows)
+    rundir.write_json(os.path.join(stage_dir, "metrics.json"), metrics)
     return metrics
 
 

@@ -140,12 +140,20 @@ def test_a_stage_without_its_previous_table_exits_2_and_writes_nothing(tmp_path,
 def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
     root, cfg, _ = smoke_run
     previous = os.path.join(cfg.run_dir, "distancing", "table.csv")
-    assert main(overrides(tmp_path, "stage=fivek", f"pseudo_label.input_table={previous}", f"data.demo_root={root}/demo")) == 0
-    out = compose(overrides(tmp_path, "stage=fivek"))
+    args = overrides(tmp_path, "stage=fivek", f"pseudo_label.input_table={previous}", f"data.demo_root={root}/demo",
+                     "export.tflite=[float32,int8]")
+    assert main(args) == 0
+    out = compose(args)
     metrics = json.loads(open(os.path.join(out.run_dir, "fivek", "metrics.json")).read())
     completed = pd.read_csv(previous)
     assert metrics["human_labelled"] == int((completed["5k_source"] == "human").sum())
     assert metrics["warm_start"] is None  # no distancing checkpoint in this run dir
+    # TFLite next to the SavedModel, compared with Keras on the validation rows.
+    flat, int8 = metrics["export"]["tflite_float32"], metrics["export"]["tflite_int8"]
+    assert flat["path"].endswith("saved/fivek/fivek.float32.tflite") and os.path.isfile(int8["path"])
+    assert flat["max_abs_diff"] < 1e-4 and flat["top1_agreement"] == 1.0
+    assert flat["num_images"] == int8["num_images"] > 0
+    assert int8["size_mb"] < 0.35 * flat["size_mb"]
 
 
 def test_existing_export_is_refused_before_any_work(smoke_run, capsys):

@@ -1,9 +1,10 @@
 """A PNG grid of augmented training images (``python run.py pipeline=<name> task=preview_augment``)."""
 
 import math
-import os
 
 import numpy as np
+
+from keras_fgvc.tracking.figures import pyplot, save_figure
 
 
 def augmentation_grid(images: np.ndarray, path, columns: int = 8):
@@ -18,10 +19,7 @@ def augmentation_grid(images: np.ndarray, path, columns: int = 8):
         >>> augmentation_grid(np.zeros((16, 64, 64, 3), np.uint8), "run/plots/augment.png")
         'run/plots/augment.png'
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: runs on CI and Kaggle without a display
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
@@ -38,9 +36,5 @@ def augmentation_grid(images: np.ndarray, path, columns: int = 8):
             axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
                         vmin=0, vmax=255)
     figure.tight_layout(pad=0.2)
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+    save_figure(figure, path)
     return path

@@ -1,9 +1,9 @@
 """A confusion-matrix PNG: rows are true classes, columns predictions, cells row-normalised
 (each row shows where that class's images went) and annotated with counts when small enough."""
 
-import os
-
 import numpy as np
+
+from keras_fgvc.tracking.figures import pyplot, save_figure
 
 # Beyond this many classes per-cell count labels are unreadable (Stanford Cars has 196).
 MAX_ANNOTATED_CLASSES = 20
@@ -23,10 +23,7 @@ def confusion_plot(cm, path, class_names=None, title: str = "") -> np.ndarray:
     Example:
         >>> confusion_plot([[5, 1], [2, 7]], "run/plots/confusion.png", ["bare", "mask"])  # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
@@ -52,9 +49,5 @@ def confusion_plot(cm, path, class_names=None, title: str = "") -> np.ndarray:
                 axis.text(p, t, f"{cm[t, p]}", ha="center", va="center",
                           color="white" if normalised[t, p] > 0.5 else "black")
     figure.tight_layout()
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
+    save_figure(figure, path)
     return normalised

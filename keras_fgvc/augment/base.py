@@ -24,6 +24,10 @@ class BatchAugmentation(keras.layers.Layer):
     """
 
     _rate_in_parameters = False
+    # False for layers whose every output pixel is an input pixel or a fill colour checked to lie in
+    # [0, 255] (``checked_fill``): clipping them would be a wasted pass over the batch (~3 ms per
+    # 32x224x224 batch on one core). Interpolating and arithmetic layers keep the clip.
+    _clips_output = True
 
     def __init__(self, rate=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -67,16 +71,18 @@ class BatchAugmentation(keras.layers.Layer):
 
             def augment_subset(part, where):
                 subset = tf.nest.map_structure(lambda p: tf.gather(p, where), parameters)
-                return self.apply_parameters(part, subset)
+                return self._clip(self.apply_parameters(part, subset))
 
             y = apply_by_group(x, groups, 2, [augment_subset, None])
         else:
-            y = self.apply_parameters(x, parameters)
-        y = tf.clip_by_value(y, 0.0, 255.0)
+            y = self._clip(self.apply_parameters(x, parameters))
         # Keep static H, W, C known (warps lose them) so later layers in a tf.data graph can use them.
         y = tf.ensure_shape(y, self.compute_output_shape(x.shape))
         y = tf.cast(y, self.compute_dtype)
         return y[0] if single else y
+
+    def _clip(self, images):
+        return clip_to_range(images) if self._clips_output else images
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -85,37 +91,55 @@ class BatchAugmentation(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
+def clip_to_range(images):
+    """Clip to the layers' value range [0, 255]."""
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
 def apply_by_group(images, groups, num_groups, functions):
-    """Run ``functions[g]`` only on the images whose group id is ``g`` and stitch the results back.
+    """Run ``functions[g]`` only on the images whose group id is ``g``; the other images pass through.
 
     This is what keeps RandAugment/AutoAugment/OneOf cheap: each image pays for its own ops only,
-    instead of computing every op on every image and selecting afterwards. Empty groups are
-    skipped with ``tf.cond`` so a rarely chosen op costs nothing.
+    instead of computing every op on every image and selecting afterwards. Empty groups are skipped
+    with ``tf.cond``, so a rarely chosen op costs nothing.
 
     Args:
         images: [B, H, W, C] tensor (or any tensor with a leading batch axis).
         groups: int32 [B], the group id of each image, in [0, num_groups).
-        num_groups: python int.
-        functions: ``num_groups`` callables ``f(subset, positions) -> subset``; ``positions`` are the
-            indices of the subset in the batch so a function can gather per-image parameters.
+        num_groups: python int, ``len(functions)``.
+        functions: ``num_groups`` callables ``f(subset, positions) -> subset`` or ``None`` (leave the
+            group unchanged); ``positions`` are the indices of the subset in the batch so a function
+            can gather per-image parameters.
     """
+    if len(functions) != num_groups:
+        raise ValueError(f"apply_by_group needs {num_groups} functions, got {len(functions)}")
+    if sum(function is not None for function in functions) == 1:
+        return _apply_to_one_group(images, groups, functions)
+    return _apply_by_partition(images, groups, num_groups, functions)
+
+
+def _run_if_not_empty(function, part, where):
+    return tf.cond(tf.size(where) > 0, lambda: tf.cast(function(part, where), part.dtype), lambda: part)
+
+
+def _apply_to_one_group(images, groups, functions):
+    """Gather the one transformed group, transform it, scatter it back: the other images are never
+    copied out and back (measured ~1.3x faster than partition + stitch for a 30% subset)."""
+    group = next(g for g, function in enumerate(functions) if function is not None)
+    where = tf.cast(tf.where(tf.equal(groups, group))[:, 0], tf.int32)
+    subset = _run_if_not_empty(functions[group], tf.gather(images, where), where)
+    return tf.ensure_shape(tf.tensor_scatter_nd_update(images, where[:, None], subset), images.shape)
+
+
+def _apply_by_partition(images, groups, num_groups, functions):
+    """Partition the batch by group, transform each part, stitch: two copies of the batch however
+    many groups there are (scattering group after group would copy it once per group)."""
     positions = tf.range(tf.shape(groups)[0])
     image_parts = tf.dynamic_partition(images, groups, num_groups)
     position_parts = tf.dynamic_partition(positions, groups, num_groups)
-    outputs = []
-    for function, part, where in zip(functions, image_parts, position_parts):
-        if function is None:
-            outputs.append(part)
-            continue
-        outputs.append(
-            tf.cond(
-                tf.size(where) > 0,
-                lambda function=function, part=part, where=where: tf.cast(function(part, where), part.dtype),
-                lambda part=part: part,
-            )
-        )
-    stitched = tf.dynamic_stitch(position_parts, outputs)
-    return tf.ensure_shape(stitched, images.shape)
+    outputs = [part if function is None else _run_if_not_empty(function, part, where)
+               for function, part, where in zip(functions, image_parts, position_parts)]
+    return tf.ensure_shape(tf.dynamic_stitch(position_parts, outputs), images.shape)
 
 
 def box_mask(height, width, top, left, box_height, box_width):
@@ -138,13 +162,27 @@ def box_mask(height, width, top, left, box_height, box_width):
 def paint(images, mask, fill_value):
     """Set pixels where ``mask`` [B, H, W] is True to ``fill_value`` (a number or a per-channel colour).
 
-    A lerp with a 0/1 weight: measured here about 2x faster than ``tf.where`` with a broadcast colour.
+    One ``tf.where`` on the [B, H, W * C] view with the colour tiled along a row: broadcasting a
+    length-C colour over the last axis is slow in Eigen, a row-long one is not. Measured here on a
+    32x224x224x3 batch: ~5 ms, against ~7-14 ms for a lerp or a [B, H, W, C] ``tf.where``.
     """
-    weight = tf.cast(mask, images.dtype)[..., None]
-    return images + weight * (fill_colour(fill_value, images.shape[-1]) - images)
+    shape = tf.shape(images)
+    channels = images.shape[-1]
+    flat = tf.reshape(images, [shape[0], shape[1], shape[2] * channels])
+    flat_mask = tf.reshape(tf.broadcast_to(mask[..., None], shape), tf.shape(flat))
+    colour_row = tf.tile(tf.cast(fill_colour(fill_value, channels), images.dtype), shape[2:3])
+    return tf.reshape(tf.where(flat_mask, colour_row[None, None, :], flat), shape)
 
 
 def fill_colour(fill_value, channels):
     """A float32 [C] colour from a scalar or a per-channel sequence."""
     colour = tf.constant(fill_value, tf.float32)
     return tf.broadcast_to(colour, [channels]) if colour.shape.rank == 0 else colour[:channels]
+
+
+def checked_fill(fill_value):
+    """``fill_value`` as a float or a list of floats, each in [0, 255] (the layers' value range)."""
+    values = [float(v) for v in fill_value] if isinstance(fill_value, (tuple, list)) else [float(fill_value)]
+    if not values or not all(0.0 <= v <= 255.0 for v in values):
+        raise ValueError(f"fill_value must be a number or a colour with values in [0, 255], got {fill_value!r}")
+    return values if isinstance(fill_value, (tuple, list)) else values[0]

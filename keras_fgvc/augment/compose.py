@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_fgvc.augment.base import BatchAugmentation, apply_by_group
+from keras_fgvc.augment.base import BatchAugmentation, apply_by_group, clip_to_range
 
 
 def as_layer(spec):
@@ -42,6 +42,7 @@ class OneOf(BatchAugmentation):
     """
 
     _rate_in_parameters = True
+    _clips_output = False  # the wrapped layers' outputs are clipped per subset; kept images need none
 
     def __init__(self, layers, choice_weights=None, rate=1.0, seed=None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
@@ -67,7 +68,8 @@ class OneOf(BatchAugmentation):
         return {"choice": tf.where(applied, choice, len(self.layers))}
 
     def apply_parameters(self, images, parameters):
-        functions = [lambda part, where, layer=layer: layer(part, training=True) for layer in self.layers] + [None]
+        functions = [lambda part, where, layer=layer: clip_to_range(layer(part, training=True))
+                     for layer in self.layers] + [None]
         return apply_by_group(images, parameters["choice"], len(self.layers) + 1, functions)
 
     def get_config(self):
@@ -89,6 +91,7 @@ class RandomApply(BatchAugmentation):
     """
 
     _rate_in_parameters = True
+    _clips_output = False  # the wrapped layer's output is clipped on its subset only
 
     def __init__(self, layer, rate=0.5, seed=None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
@@ -102,7 +105,8 @@ class RandomApply(BatchAugmentation):
 
     def apply_parameters(self, images, parameters):
         groups = tf.cast(tf.logical_not(parameters["applied"]), tf.int32)  # 0: apply, 1: keep
-        return apply_by_group(images, groups, 2, [lambda part, where: self.layer(part, training=True), None])
+        return apply_by_group(images, groups, 2,
+                              [lambda part, where: clip_to_range(self.layer(part, training=True)), None])
 
     def get_config(self):
         return {**super().get_config(), "layer": keras.saving.serialize_keras_object(self.layer)}

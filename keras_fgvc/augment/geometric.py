@@ -34,23 +34,30 @@ class RandomResizedCrop(BatchAugmentation):
         scale: range of the crop area as a fraction of the image area.
         ratio: range of the crop aspect ratio (width / height), sampled log-uniformly.
         interpolation: "bilinear" or "nearest".
+        horizontal_flip: probability of mirroring the crop left-right. The same distribution as a
+            ``RandomFlip("horizontal")`` step after the crop, at no cost: the crop box is mirrored
+            instead of the image (a separate flip is another pass over the batch, ~12 ms per
+            32x224x224 batch here).
         seed, **kwargs: see ``BatchAugmentation``. With ``training=False`` the whole image is resized.
 
     Example:
-        >>> layer = RandomResizedCrop(224, 224, scale=(0.08, 1.0))
+        >>> layer = RandomResizedCrop(224, 224, scale=(0.08, 1.0), horizontal_flip=0.5)
     """
 
     _ATTEMPTS = 10  # torchvision's number of tries before the centre-crop fallback
 
     def __init__(self, height=None, width=None, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0),
-                 interpolation="bilinear", seed=None, **kwargs):
+                 interpolation="bilinear", horizontal_flip=0.0, seed=None, **kwargs):
         kwargs.pop("rate", None)  # always applied: a crop changes the output size
         super().__init__(rate=1.0, seed=seed, **kwargs)
+        if not 0.0 <= float(horizontal_flip) <= 1.0:
+            raise ValueError(f"horizontal_flip must be a probability in [0, 1], got {horizontal_flip}")
         self.height = height
         self.width = width
         self.scale = _pair(scale, "scale")
         self.ratio = _pair(ratio, "ratio")
         self.interpolation = interpolation
+        self.horizontal_flip = float(horizontal_flip)
 
     def _output_size(self, shape):
         return tf.stack([shape[1] if self.height is None else self.height,
@@ -75,8 +82,11 @@ class RandomResizedCrop(BatchAugmentation):
         crop_h = tf.where(found, tf.gather(crop_h, first, batch_dims=1), fallback_h)
         top = tf.where(found, tf.floor(self.uniform([batch]) * (height - crop_h + 1)), tf.floor((height - crop_h) / 2))
         left = tf.where(found, tf.floor(self.uniform([batch]) * (width - crop_w + 1)), tf.floor((width - crop_w) / 2))
-        return {name: tf.cast(v, tf.int32) for name, v in
-                (("top", top), ("left", left), ("crop_height", crop_h), ("crop_width", crop_w))}
+        parameters = {name: tf.cast(v, tf.int32) for name, v in
+                      (("top", top), ("left", left), ("crop_height", crop_h), ("crop_width", crop_w))}
+        if self.horizontal_flip > 0.0:
+            parameters["flip"] = self.uniform([batch]) < self.horizontal_flip
+        return parameters
 
     def apply_parameters(self, images, parameters):
         shape = tf.shape(images)
@@ -85,6 +95,8 @@ class RandomResizedCrop(BatchAugmentation):
         top, left = tf.cast(parameters["top"], tf.float32), tf.cast(parameters["left"], tf.float32)
         bottom = top + tf.cast(parameters["crop_height"], tf.float32) - 1.0
         right = left + tf.cast(parameters["crop_width"], tf.float32) - 1.0
+        if "flip" in parameters:  # a box whose left edge lies right of its right edge is sampled mirrored
+            left, right = (tf.where(parameters["flip"], right, left), tf.where(parameters["flip"], left, right))
         # crop_and_resize maps box edges onto the first/last output pixel centres.
         boxes = tf.stack([top / last_row, left / last_col, bottom / last_row, right / last_col], axis=1)
         return tf.image.crop_and_resize(images, boxes, tf.range(shape[0]), self._output_size(shape),
@@ -108,7 +120,8 @@ class RandomResizedCrop(BatchAugmentation):
 
     def get_config(self):
         config = {**super().get_config(), "height": self.height, "width": self.width, "scale": list(self.scale),
-                  "ratio": list(self.ratio), "interpolation": self.interpolation}
+                  "ratio": list(self.ratio), "interpolation": self.interpolation,
+                  "horizontal_flip": self.horizontal_flip}
         config.pop("rate")
         return config
 

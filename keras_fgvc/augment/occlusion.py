@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_fgvc.augment.base import BatchAugmentation, box_mask, paint
+from keras_fgvc.augment.base import BatchAugmentation, box_mask, checked_fill, paint
 
 RED = (255.0, 0.0, 0.0)
 
@@ -48,6 +48,8 @@ class CoarseDropout(BatchAugmentation):
         >>> layer = CoarseDropout((1, 8), (0.05, 0.1), (0.05, 0.1), fill_value=(255, 0, 0), rate=0.5)
     """
 
+    _clips_output = False  # pixels are either kept or set to the checked fill colour
+
     def __init__(self, num_holes_range=(1, 8), hole_height_range=(8, 8), hole_width_range=(8, 8), fill_value=0.0,
                  rate=0.5, seed=None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
@@ -56,7 +58,7 @@ class CoarseDropout(BatchAugmentation):
         self.num_holes_range = tuple(int(n) for n in num_holes_range)
         self.hole_height_range = tuple(hole_height_range)
         self.hole_width_range = tuple(hole_width_range)
-        self.fill_value = list(fill_value) if isinstance(fill_value, (tuple, list)) else float(fill_value)
+        self.fill_value = checked_fill(fill_value)
 
     def sample_parameters(self, shape):
         holes = [shape[0], self.num_holes_range[1]]
@@ -127,6 +129,8 @@ class OcclusionMask(BatchAugmentation):
         >>> layer = OcclusionMask(mode="masks", mask_dir="data/hotel_id/train_masks")
     """
 
+    _clips_output = False  # pixels are either kept or set to the checked fill colour
+
     def __init__(self, mode="rectangle", size_range=(0.25, 0.5), fill_value=RED, mask_dir=None, mask_size=64,
                  max_masks=None, rate=1.0, seed=None, **kwargs):
         super().__init__(rate=rate, seed=seed, **kwargs)
@@ -136,7 +140,7 @@ class OcclusionMask(BatchAugmentation):
             raise ValueError("mode='masks' needs mask_dir (the folder of mask PNGs)")
         self.mode = mode
         self.size_range = tuple(float(s) for s in size_range)
-        self.fill_value = list(fill_value) if isinstance(fill_value, (tuple, list)) else float(fill_value)
+        self.fill_value = checked_fill(fill_value)
         self.mask_dir = mask_dir
         self.mask_size = int(mask_size)
         self.max_masks = max_masks

@@ -39,13 +39,13 @@ _CARS_ERASING = _CARS + [
 ]
 
 # Hotel-ID 2022 (seed 000 Table 1), in order and with its probabilities. RandomResizedCrop keeps the
-# input size (the pipeline resizes first) with albumentations' default area 8-100%. The small red
-# squares use albumentations' CoarseDropout defaults (8 holes of 8x8 px); the large one simulates the
-# test masks with sides in [size/4, size/2].
+# input size (the pipeline resizes first) with albumentations' default area 8-100%; the recipe's
+# horizontal flip (p 0.5) right after it is folded into the crop box (same result, no extra pass).
+# The small red squares use albumentations' CoarseDropout defaults (8 holes of 8x8 px); the large one
+# simulates the test masks with sides in [size/4, size/2].
 _HOTEL_OCCLUSION = {"OcclusionMask": {"mode": "rectangle", "size_range": [0.25, 0.5], "fill_value": RED, "rate": 1.0}}
 _HOTEL_TRAIN = [
-    {"RandomResizedCrop": {"scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0]}},
-    {"RandomFlip": {"mode": "horizontal"}},
+    {"RandomResizedCrop": {"scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0], "horizontal_flip": 0.5}},
     {"OneOf": {"layers": [{"RandomBrightness": {"factor": 0.2, "value_range": _VALUE_RANGE}},
                           {"RandomContrast": {"factor": 0.2, "value_range": _VALUE_RANGE}},
                           {"RandomGamma": {"gamma_limit": [80, 120]}}], "rate": 0.5}},
@@ -55,11 +55,10 @@ _HOTEL_TRAIN = [
     _HOTEL_OCCLUSION,
 ]
 
-# VIPriors 2020 (seed 002 section III-A): RandomResizedCrop area 8-100%, ratio 3/4-4/3, flip 0.5,
-# AutoAugment ImageNet policy, CutMix p 0.5 (a label-mixing step: see split_label_mixing).
+# VIPriors 2020 (seed 002 section III-A): RandomResizedCrop area 8-100%, ratio 3/4-4/3, flip 0.5
+# (folded into the crop), AutoAugment ImageNet policy, CutMix p 0.5 (a label-mixing step: see split_label_mixing).
 _VIPRIORS = [
-    {"RandomResizedCrop": {"scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0]}},
-    {"RandomFlip": {"mode": "horizontal"}},
+    {"RandomResizedCrop": {"scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0], "horizontal_flip": 0.5}},
     {"AutoAugment": {"policy": "imagenet"}},
     {"BatchCutMix": {"alpha": 1.0, "rate": 0.5, "label_mode": "one_hot"}},
 ]

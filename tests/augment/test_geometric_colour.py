@@ -1,6 +1,7 @@
 """Exact geometry and colour checks with injected parameters against NumPy."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_fgvc.augment import RandomAffine, RandomGamma, RandomResizedCrop, ShiftScaleRotate
@@ -63,6 +64,31 @@ def test_resized_crop_injected_boxes_are_exact_slices():
     y = np.asarray(layer.apply_parameters(tf.constant(x), parameters))
     np.testing.assert_allclose(y[0], x[0, 0:5, 2:6], atol=1e-4)
     np.testing.assert_allclose(y[1], x[1, 3:8, 7:11], atol=1e-4)
+
+
+def test_resized_crop_flip_mirrors_the_crop():
+    """A flipped box gives the crop mirrored left-right, exactly what a RandomFlip after the crop gives."""
+    x = images(2, 12)
+    layer = RandomResizedCrop(5, 4, horizontal_flip=0.5)
+    parameters = {"top": tf.constant([0, 3]), "left": tf.constant([2, 7]), "crop_height": tf.constant([5, 5]),
+                  "crop_width": tf.constant([4, 4]), "flip": tf.constant([True, False])}
+    y = np.asarray(layer.apply_parameters(tf.constant(x), parameters))
+    np.testing.assert_allclose(y[0], x[0, 0:5, 2:6][:, ::-1], atol=1e-4)
+    np.testing.assert_allclose(y[1], x[1, 3:8, 7:11], atol=1e-4)
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.5, 1.0])
+def test_resized_crop_flips_with_its_probability(probability):
+    """Whole-image crops (scale 1, ratio 1) of an asymmetric image: mirrored exactly at the given rate."""
+    x = np.repeat(images(1, 16), 400, axis=0)
+    y = np.asarray(RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0), horizontal_flip=probability,
+                                     seed=1)(x, training=True))
+    kept = np.all(np.abs(y - x) < 1e-3, axis=(1, 2, 3))
+    mirrored = np.all(np.abs(y - x[:, :, ::-1]) < 1e-3, axis=(1, 2, 3))
+    assert np.all(kept ^ mirrored)
+    assert abs(mirrored.mean() - probability) < 0.07
+    with pytest.raises(ValueError, match="horizontal_flip"):
+        RandomResizedCrop(horizontal_flip=1.5)
 
 
 def test_resized_crop_samples_area_and_ratio_in_range():

@@ -1,6 +1,7 @@
 """CoarseDropout / OcclusionMask / OneOf / RandomApply with injected parameters against NumPy."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from PIL import Image
 
@@ -21,6 +22,15 @@ def test_coarse_dropout_injected_holes():
     expected[0, 10:14, 12:15] = RED
     expected[1, 0:2, 5:11] = RED  # the second hole of image 1 has zero height: inactive
     np.testing.assert_allclose(y, expected)
+
+
+@pytest.mark.parametrize("make", [lambda fill: CoarseDropout(fill_value=fill), lambda fill: OcclusionMask(fill_value=fill)])
+def test_fill_colour_outside_the_value_range_is_refused(make):
+    """Painting layers skip the final clip, so an out-of-range colour must be refused up front."""
+    for bad in (-1.0, 256.0, (255, 0, 300)):
+        with pytest.raises(ValueError, match="fill_value"):
+            make(bad)
+    assert make((255, 0, 0)).fill_value == [255.0, 0.0, 0.0]
 
 
 def test_coarse_dropout_samples_within_ranges():

@@ -72,6 +72,12 @@ def test_apply_by_group_runs_each_function_on_its_subset_only():
 
     y = apply_by_group(x, groups, 4, [scale(0), scale(1), scale(2), scale(3)])
     np.testing.assert_allclose(np.asarray(y).ravel(), [0 * 100, 1, 2 * 10, 3, 4 * 100, 5 * 100])
+    # None leaves its group untouched; an empty group (3) is skipped; positions index the batch.
+    positions = lambda part, where: tf.cast(tf.reshape(where, [-1, 1, 1, 1]), tf.float32) + 0.5  # noqa: E731
+    y = apply_by_group(x, groups, 4, [None, positions, None, positions])
+    np.testing.assert_allclose(np.asarray(y).ravel(), [0, 1, 2.5, 3, 4, 5])
+    with pytest.raises(ValueError, match="4 functions"):
+        apply_by_group(x, groups, 4, [None, None])
 
 
 def test_autoaugment_imagenet_table_is_the_paper_policy():

@@ -27,8 +27,10 @@ def test_hotel_id_train_follows_table_1():
     CoarseDropout 50% (red squares), CoarseDropout 100% (one large red rectangle, size/4..size/2)."""
     stack = presets.build(presets.get("hotel_id_train"))
     names = [type(layer).__name__ for layer in stack.layers]
-    assert names == ["RandomResizedCrop", "RandomFlip", "OneOf", "ShiftScaleRotate", "CoarseDropout", "OcclusionMask"]
-    one_of, ssr, dropout, mask = stack.layers[2], stack.layers[3], stack.layers[4], stack.layers[5]
+    # The flip (p 0.5) after the crop is folded into RandomResizedCrop's box.
+    assert names == ["RandomResizedCrop", "OneOf", "ShiftScaleRotate", "CoarseDropout", "OcclusionMask"]
+    crop, one_of, ssr, dropout, mask = stack.layers
+    assert crop.horizontal_flip == 0.5 and crop.scale == (0.08, 1.0)
     assert [type(l).__name__ for l in one_of.layers] == ["RandomBrightness", "RandomContrast", "RandomGamma"]
     assert (one_of.rate, ssr.rate, dropout.rate, mask.rate) == (0.5, 0.3, 0.5, 1.0)
     assert dropout.fill_value == [255, 0, 0] and mask.size_range == (0.25, 0.5)
@@ -37,7 +39,8 @@ def test_hotel_id_train_follows_table_1():
 
 def test_vipriors_keeps_cutmix_for_the_labelled_batch_stage():
     image_steps, mixing_steps = presets.split_label_mixing(presets.get("vipriors"))
-    assert [next(iter(s)) for s in image_steps] == ["RandomResizedCrop", "RandomFlip", "AutoAugment"]
+    assert [next(iter(s)) for s in image_steps] == ["RandomResizedCrop", "AutoAugment"]
+    assert image_steps[0]["RandomResizedCrop"]["horizontal_flip"] == 0.5
     assert mixing_steps == [{"BatchCutMix": {"alpha": 1.0, "rate": 0.5, "label_mode": "one_hot"}}]
 
 

@@ -13,6 +13,10 @@ import tensorflow as tf
 
 # Geometric ops fill uncovered pixels with mid grey, as the reference implementations do.
 GEOMETRIC_FILL = 128.0
+# Geometric ops take an ``interpolation`` keyword ("NEAREST" or "BILINEAR"). Nearest is the default
+# of the original AutoAugment code (PIL's ``rotate``/``transform`` default resample) and of
+# torchvision's AutoAugment/RandAugment; it is also ~1.3x faster than bilinear here.
+GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
 # ITU-R 601-2 luma, the weights PIL's ``convert("L")`` uses for ImageEnhance.Color/Contrast.
 LUMA = (0.299, 0.587, 0.114)
 
@@ -63,7 +67,9 @@ def _blend(degenerate, images, factor):
 def greyscale(images):
     """Luma [n, H, W, 1] (the channel mean for images that are not RGB)."""
     if images.shape[-1] == 3:
-        return tf.reduce_sum(images * tf.constant(LUMA, tf.float32), axis=-1, keepdims=True)
+        # A [pixels, 3] x [3] product: ~2x faster than multiplying by a broadcast length-3 vector.
+        luma = tf.linalg.matvec(tf.reshape(images, [-1, 3]), tf.constant(LUMA, tf.float32))
+        return tf.reshape(luma, tf.concat([tf.shape(images)[:3], [1]], 0))
     return tf.reduce_mean(images, axis=-1, keepdims=True)
 
 
@@ -76,75 +82,77 @@ def identity(images, t, sign):
 
 
 def auto_contrast(images, t, sign):
-    low = tf.reduce_min(images, axis=[1, 2], keepdims=True)
-    high = tf.reduce_max(images, axis=[1, 2], keepdims=True)
-    spread = high - low
-    stretched = (images - low) * (255.0 / tf.maximum(spread, 1e-3))
-    return tf.where(spread > 0, stretched, images)
+    # Per-image, per-channel min/max over the pixels as one [n, H*W, C] reduction, then one affine
+    # map (a flat channel keeps offset 0, scale 1) instead of stretching everything and selecting.
+    pixels = tf.reshape(images, [tf.shape(images)[0], -1, images.shape[-1]])
+    low = tf.reduce_min(pixels, axis=1)[:, None, None, :]
+    spread = tf.reduce_max(pixels, axis=1)[:, None, None, :] - low
+    scale = tf.where(spread > 0, 255.0 / tf.maximum(spread, 1e-3), 1.0)
+    return (images - tf.where(spread > 0, low, 0.0)) * scale
 
 
 def equalize(images, t, sign):
     """Per-channel histogram equalisation with PIL's ``ImageOps.equalize`` lookup table."""
     shape = tf.shape(images)
-    n, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    values = tf.cast(tf.clip_by_value(tf.floor(images), 0.0, 255.0), tf.int32)
-    planes = tf.reshape(tf.transpose(values, [0, 3, 1, 2]), [n * channels, height * width])
-    offsets = 256 * tf.range(n * channels)[:, None]
-    hist = tf.math.bincount(tf.reshape(planes + offsets, [-1]), minlength=n * channels * 256,
-                            maxlength=n * channels * 256)
+    n, height, width, channels = shape[0], shape[1], shape[2], images.shape[-1]
+    values = tf.cast(tf.clip_by_value(images, 0.0, 255.0), tf.int32)  # truncation = floor for x >= 0
+    # Bin id (image * C + channel) * 256 + value, computed in NHWC order: no transposes (2x faster).
+    plane = tf.reshape(tf.range(n)[:, None] * channels + tf.range(channels)[None, :], [n, 1, 1, channels])
+    bins = values + 256 * plane
+    hist = tf.math.bincount(tf.reshape(bins, [-1]), minlength=n * channels * 256, maxlength=n * channels * 256)
     hist = tf.reshape(hist, [n * channels, 256])
     last_bin = 255 - tf.argmax(tf.reverse(tf.cast(hist > 0, tf.int32), [1]), axis=1, output_type=tf.int32)
     last_count = tf.gather(hist, last_bin, batch_dims=1)
     step = (height * width - last_count) // 255
     cumulative = tf.cumsum(hist, axis=1, exclusive=True)
     lut = tf.clip_by_value((cumulative + (step // 2)[:, None]) // tf.maximum(step, 1)[:, None], 0, 255)
-    equalised = tf.gather(lut, planes, batch_dims=1)
-    equalised = tf.where((step > 0)[:, None], equalised, planes)
-    equalised = tf.transpose(tf.reshape(equalised, [n, channels, height, width]), [0, 2, 3, 1])
-    return tf.cast(equalised, tf.float32)
+    lut = tf.where((step > 0)[:, None], lut, tf.range(256)[None, :])  # PIL leaves such a plane as it is
+    return tf.cast(tf.gather(tf.reshape(lut, [-1]), bins), tf.float32)
 
 
 def invert(images, t, sign):
     return 255.0 - images
 
 
-def rotate(images, t, sign):
+def rotate(images, t, sign, interpolation="NEAREST"):
     n = tf.shape(images)[0]
     return transform_about_centre(images, rotation_matrix(30.0 * t * sign), tf.zeros([n, 2]),
-                                  fill_value=GEOMETRIC_FILL)
+                                  fill_value=GEOMETRIC_FILL, interpolation=interpolation)
 
 
-def _shear(images, amount, axis):
+def _shear(images, amount, axis, interpolation):
     n = tf.shape(images)[0]
     ones, zeros = tf.ones_like(amount), tf.zeros_like(amount)
     row0 = tf.stack([ones, amount if axis == "x" else zeros], -1)
     row1 = tf.stack([amount if axis == "y" else zeros, ones], -1)
-    return transform_about_centre(images, tf.stack([row0, row1], -2), tf.zeros([n, 2]), fill_value=GEOMETRIC_FILL)
+    return transform_about_centre(images, tf.stack([row0, row1], -2), tf.zeros([n, 2]), fill_value=GEOMETRIC_FILL,
+                                  interpolation=interpolation)
 
 
-def shear_x(images, t, sign):
-    return _shear(images, 0.3 * t * sign, "x")
+def shear_x(images, t, sign, interpolation="NEAREST"):
+    return _shear(images, 0.3 * t * sign, "x", interpolation)
 
 
-def shear_y(images, t, sign):
-    return _shear(images, 0.3 * t * sign, "y")
+def shear_y(images, t, sign, interpolation="NEAREST"):
+    return _shear(images, 0.3 * t * sign, "y", interpolation)
 
 
-def _translate(images, fraction, axis):
+def _translate(images, fraction, axis, interpolation):
     n = tf.shape(images)[0]
     side = tf.cast(tf.shape(images)[2 if axis == "x" else 1], tf.float32)
     shift = fraction * side
     zeros = tf.zeros_like(shift)
     translation = tf.stack([shift, zeros] if axis == "x" else [zeros, shift], -1)
-    return transform_about_centre(images, tf.eye(2, batch_shape=[n]), translation, fill_value=GEOMETRIC_FILL)
+    return transform_about_centre(images, tf.eye(2, batch_shape=[n]), translation, fill_value=GEOMETRIC_FILL,
+                                  interpolation=interpolation)
 
 
-def translate_x(images, t, sign):
-    return _translate(images, (150.0 / 331.0) * t * sign, "x")
+def translate_x(images, t, sign, interpolation="NEAREST"):
+    return _translate(images, (150.0 / 331.0) * t * sign, "x", interpolation)
 
 
-def translate_y(images, t, sign):
-    return _translate(images, (150.0 / 331.0) * t * sign, "y")
+def translate_y(images, t, sign, interpolation="NEAREST"):
+    return _translate(images, (150.0 / 331.0) * t * sign, "y", interpolation)
 
 
 def solarize(images, t, sign):

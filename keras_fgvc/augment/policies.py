@@ -51,7 +51,10 @@ AUTOAUGMENT_POLICIES = {
 AUTOAUGMENT_MAX_LEVEL = 9
 
 
-def apply_op_sequence(images, op_ids, magnitudes, signs):
+INTERPOLATIONS = ("nearest", "bilinear")
+
+
+def apply_op_sequence(images, op_ids, magnitudes, signs, interpolation="nearest"):
     """Apply step after step; at each step image i runs ``OP_NAMES[op_ids[i, step]]``.
 
     Args:
@@ -59,13 +62,17 @@ def apply_op_sequence(images, op_ids, magnitudes, signs):
         op_ids: int32 [B, S], indices into ``OP_NAMES``.
         magnitudes: float32 [B, S], normalised magnitudes in [0, 1].
         signs: float32 [B, S], +1/-1 direction for signed ops (rotate, shear, translate).
+        interpolation: resampling of the geometric ops, "nearest" (the reference default) or "bilinear".
     """
     identity_id = OP_NAMES.index("Identity")
+    options = {name: {"interpolation": interpolation.upper()} if name in ops.GEOMETRIC_OPS else {}
+               for name in OP_NAMES}
     for step in range(op_ids.shape[1]):
         t, sign = magnitudes[:, step], signs[:, step]
         functions = [
             None if k == identity_id else
-            (lambda part, where, op=ops.OPS[name]: op(part, tf.gather(t, where), tf.gather(sign, where)))
+            (lambda part, where, op=ops.OPS[name], options=options[name]:
+             op(part, tf.gather(t, where), tf.gather(sign, where), **options))
             for k, name in enumerate(OP_NAMES)
         ]
         images = apply_by_group(images, op_ids[:, step], len(OP_NAMES), functions)
@@ -75,11 +82,21 @@ def apply_op_sequence(images, op_ids, magnitudes, signs):
 class _OpSequence(BatchAugmentation):
     """Shared ``apply_parameters``: parameters are {"op_ids", "magnitudes", "signs"}, all [B, S]."""
 
+    def __init__(self, interpolation="nearest", rate=1.0, seed=None, **kwargs):
+        super().__init__(rate=rate, seed=seed, **kwargs)
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        self.interpolation = interpolation
+
     def _random_signs(self, shape):
         return tf.where(self.uniform(shape) < 0.5, -1.0, 1.0)
 
     def apply_parameters(self, images, parameters):
-        return apply_op_sequence(images, parameters["op_ids"], parameters["magnitudes"], parameters["signs"])
+        return apply_op_sequence(images, parameters["op_ids"], parameters["magnitudes"], parameters["signs"],
+                                 self.interpolation)
+
+    def get_config(self):
+        return {**super().get_config(), "interpolation": self.interpolation}
 
 
 @keras.saving.register_keras_serializable(package="keras_fgvc")
@@ -91,6 +108,8 @@ class RandAugment(_OpSequence):
         magnitude: strength on the paper's 0..``max_magnitude`` scale (M in the paper).
         max_magnitude: the top of the magnitude scale (10, as in the reference code).
         op_names: the op pool (default: the paper's 14 ops).
+        interpolation: resampling of rotate/shear/translate: "nearest" (the reference code's and
+            torchvision's default) or "bilinear".
         rate, seed, **kwargs: see ``BatchAugmentation``.
 
     Example:
@@ -98,9 +117,9 @@ class RandAugment(_OpSequence):
         >>> ds = ds.map(lambda x, y: (layer(x, training=True), y))
     """
 
-    def __init__(self, num_ops=2, magnitude=9.0, max_magnitude=10.0, op_names=RANDAUGMENT_OPS, rate=1.0, seed=None,
-                 **kwargs):
-        super().__init__(rate=rate, seed=seed, **kwargs)
+    def __init__(self, num_ops=2, magnitude=9.0, max_magnitude=10.0, op_names=RANDAUGMENT_OPS, interpolation="nearest",
+                 rate=1.0, seed=None, **kwargs):
+        super().__init__(interpolation=interpolation, rate=rate, seed=seed, **kwargs)
         unknown = set(op_names) - set(OP_NAMES)
         if unknown:
             raise ValueError(f"unknown RandAugment ops {sorted(unknown)}; known: {OP_NAMES}")
@@ -129,6 +148,7 @@ class AutoAugment(_OpSequence):
 
     Args:
         policy: a key of ``AUTOAUGMENT_POLICIES`` (``"imagenet"``, the 24 sub-policies of Cubuk et al. 2019).
+        interpolation: resampling of rotate/shear/translate, "nearest" (default) or "bilinear".
         rate, seed, **kwargs: see ``BatchAugmentation``.
 
     Example:
@@ -136,8 +156,8 @@ class AutoAugment(_OpSequence):
         >>> augmented = layer(images, training=True)  # images: float [B, H, W, 3] in [0, 255]
     """
 
-    def __init__(self, policy="imagenet", rate=1.0, seed=None, **kwargs):
-        super().__init__(rate=rate, seed=seed, **kwargs)
+    def __init__(self, policy="imagenet", interpolation="nearest", rate=1.0, seed=None, **kwargs):
+        super().__init__(interpolation=interpolation, rate=rate, seed=seed, **kwargs)
         if policy not in AUTOAUGMENT_POLICIES:
             raise ValueError(f"unknown AutoAugment policy {policy!r}; known: {sorted(AUTOAUGMENT_POLICIES)}")
         self.policy = policy

@@ -17,10 +17,11 @@ def photo(batch=3, size=24, seed=0):
     return np.clip(np.round(smooth + rng.normal(0, 10, smooth.shape)), 0, 255).astype("float32")
 
 
-def run_op(name, x, t):
+def run_op(name, x, t, interpolation="nearest"):
     n = len(x)
     op_ids = tf.fill([n, 1], OP_NAMES.index(name))
-    return np.asarray(apply_op_sequence(tf.constant(x), op_ids, tf.fill([n, 1], float(t)), tf.ones([n, 1])))
+    return np.asarray(apply_op_sequence(tf.constant(x), op_ids, tf.fill([n, 1], float(t)), tf.ones([n, 1]),
+                                        interpolation))
 
 
 def pil_each(x, function):
@@ -43,13 +44,32 @@ def test_op_matches_pil(name, t, reference, atol):
     np.testing.assert_allclose(run_op(name, x, t), pil_each(x, reference), atol=atol)
 
 
-def test_rotate_by_thirty_degrees_matches_pil():
+def test_equalize_and_autocontrast_leave_flat_channels_like_pil():
+    x = photo()
+    x[0, ..., 1] = 90.0  # a flat channel: no histogram to spread, no range to stretch
+    x[1, ..., 2] = 255.0
+    np.testing.assert_array_equal(run_op("Equalize", x, 0.0), pil_each(x, ImageOps.equalize))
+    np.testing.assert_allclose(run_op("AutoContrast", x, 0.0), pil_each(x, ImageOps.autocontrast), atol=1.0)
+
+
+@pytest.mark.parametrize("interpolation, resample", [("nearest", Image.NEAREST), ("bilinear", Image.BILINEAR)])
+def test_rotate_by_thirty_degrees_matches_pil(interpolation, resample):
     """Rotate at full magnitude turns by 30 degrees counter-clockwise (PIL's convention), grey fill."""
     x = photo(1, 33)
-    ours = run_op("Rotate", x, 1.0)[0]
-    ref = np.asarray(Image.fromarray(x[0].astype(np.uint8)).rotate(30, resample=Image.BILINEAR, fillcolor=(128,) * 3))
+    ours = run_op("Rotate", x, 1.0, interpolation)[0]
+    ref = np.asarray(Image.fromarray(x[0].astype(np.uint8)).rotate(30, resample=resample, fillcolor=(128,) * 3))
     inner = (slice(8, 25), slice(8, 25))  # away from the border, where fill and interpolation rules differ
     assert np.abs(ours[inner] - ref[inner]).mean() < 3.0
+    if interpolation == "nearest":  # nearest copies input pixels: every output value occurs in the input
+        assert np.isin(ours[inner], x[0]).all()
+
+
+def test_interpolation_option_is_validated_and_serialised():
+    layer = RandAugment(interpolation="bilinear")
+    assert RandAugment.from_config(layer.get_config()).interpolation == "bilinear"
+    assert AutoAugment().get_config()["interpolation"] == "nearest"
+    with pytest.raises(ValueError, match="interpolation"):
+        AutoAugment(interpolation="bicubic")
 
 
 def test_geometric_ops_fill_with_grey_and_translate_exactly():

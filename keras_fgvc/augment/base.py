@@ -142,36 +142,41 @@ def _apply_by_partition(images, groups, num_groups, functions):
     return tf.ensure_shape(tf.dynamic_stitch(position_parts, outputs), images.shape)
 
 
-def box_mask(height, width, top, left, box_height, box_width):
-    """Boolean [B, H, W] mask of per-image boxes (any number per image: pass [B, K] tensors).
+def box_mask(height, width, top, left, box_height, box_width, channels=1):
+    """Boolean [B, H, W * channels] mask of per-image boxes (any number per image: pass [B, K] tensors).
 
-    Rows ``top <= y < top + box_height`` and columns ``left <= x < left + box_width`` are True.
+    Rows ``top <= y < top + box_height`` and columns ``left <= x < left + box_width`` are True. With
+    ``channels=1`` this is the [B, H, W] pixel mask; with C channels every pixel's flag is repeated
+    C times, the row layout ``paint`` works in.
     """
     top, left, box_height, box_width = (tf.cast(t, tf.int32) for t in (top, left, box_height, box_width))
     if top.shape.rank == 1:
         top, left, box_height, box_width = (t[:, None] for t in (top, left, box_height, box_width))
     rows = tf.range(height)[None, None, :]
-    cols = tf.range(width)[None, None, :]
+    cols = (tf.range(width * channels) // channels)[None, None, :]
     inside_rows = tf.cast((rows >= top[..., None]) & (rows < (top + box_height)[..., None]), tf.float32)
     inside_cols = tf.cast((cols >= left[..., None]) & (cols < (left + box_width)[..., None]), tf.float32)
-    # [B, K, H]^T @ [B, K, W] counts the boxes covering each pixel: one small matmul instead of a
+    # [B, K, H]^T @ [B, K, W * C] counts the boxes covering each pixel: one small matmul instead of a
     # [B, K, H, W] boolean tensor.
     return tf.matmul(inside_rows, inside_cols, transpose_a=True) > 0.5
 
 
-def paint(images, mask, fill_value):
-    """Set pixels where ``mask`` [B, H, W] is True to ``fill_value`` (a number or a per-channel colour).
+def paint(images, row_mask, fill_value):
+    """Set pixels to ``fill_value`` (a number or a per-channel colour) where ``row_mask`` is True.
+
+    ``row_mask`` is [B, H, W * C]: every pixel's flag repeated over its C channels, as
+    ``box_mask(..., channels=C)`` builds it (~1.5 ms less per 32x224x224 batch than broadcasting a
+    pixel mask over the channels here).
 
     One ``tf.where`` on the [B, H, W * C] view with the colour tiled along a row: broadcasting a
     length-C colour over the last axis is slow in Eigen, a row-long one is not. Measured here on a
-    32x224x224x3 batch: ~5 ms, against ~7-14 ms for a lerp or a [B, H, W, C] ``tf.where``.
+    32x224x224x3 batch: ~4-5 ms, against ~7-14 ms for a lerp or a [B, H, W, C] ``tf.where``.
     """
     shape = tf.shape(images)
     channels = images.shape[-1]
-    flat = tf.reshape(images, [shape[0], shape[1], shape[2] * channels])
-    flat_mask = tf.reshape(tf.broadcast_to(mask[..., None], shape), tf.shape(flat))
+    rows = tf.reshape(images, [shape[0], shape[1], shape[2] * channels])
     colour_row = tf.tile(tf.cast(fill_colour(fill_value, channels), images.dtype), shape[2:3])
-    return tf.reshape(tf.where(flat_mask, colour_row[None, None, :], flat), shape)
+    return tf.reshape(tf.where(row_mask, colour_row[None, None, :], rows), shape)
 
 
 def fill_colour(fill_value, channels):

@@ -78,7 +78,7 @@ class CoarseDropout(BatchAugmentation):
     def apply_parameters(self, images, parameters):
         shape = tf.shape(images)
         mask = box_mask(shape[1], shape[2], parameters["top"], parameters["left"], parameters["hole_height"],
-                        parameters["hole_width"])
+                        parameters["hole_width"], channels=images.shape[-1])
         return paint(images, mask, self.fill_value)
 
     def get_config(self):
@@ -159,16 +159,19 @@ class OcclusionMask(BatchAugmentation):
         return {name: tf.cast(v, tf.int32) for name, v in
                 (("top", top), ("left", left), ("box_height", box_h), ("box_width", box_w))}
 
-    def occlusion(self, shape, parameters):
-        """Boolean [B, H, W] occlusion for a batch of ``shape`` (a tf.shape) under ``parameters``."""
+    def occlusion(self, shape, parameters, channels=1):
+        """Boolean [B, H, W * channels] occlusion for a batch of ``shape`` (a tf.shape) under ``parameters``
+        (with ``channels=1``: the [B, H, W] pixel mask; see ``box_mask`` for the row layout)."""
         if self.mode == "masks":
             masks = tf.gather(tf.constant(self._bank.astype(np.uint8)), parameters["mask_index"])[..., None]
-            return tf.image.resize(masks, shape[1:3], method="nearest")[..., 0] > 0
+            pixels = tf.image.resize(masks, shape[1:3], method="nearest") > 0
+            return tf.reshape(tf.broadcast_to(pixels, tf.concat([shape[:3], [channels]], 0)),
+                              [shape[0], shape[1], shape[2] * channels])
         return box_mask(shape[1], shape[2], parameters["top"], parameters["left"], parameters["box_height"],
-                        parameters["box_width"])
+                        parameters["box_width"], channels=channels)
 
     def apply_parameters(self, images, parameters):
-        mask = self.occlusion(tf.shape(images), parameters)
+        mask = self.occlusion(tf.shape(images), parameters, channels=images.shape[-1])
         return paint(images, mask, self.fill_value)
 
     def get_config(self):

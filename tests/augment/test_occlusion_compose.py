@@ -24,7 +24,8 @@ def test_coarse_dropout_injected_holes():
     np.testing.assert_allclose(y, expected)
 
 
-@pytest.mark.parametrize("make", [lambda fill: CoarseDropout(fill_value=fill), lambda fill: OcclusionMask(fill_value=fill)])
+@pytest.mark.parametrize("make", [lambda fill: CoarseDropout(fill_value=fill),
+                                  lambda fill: OcclusionMask(fill_value=fill)])
 def test_fill_colour_outside_the_value_range_is_refused(make):
     """Painting layers skip the final clip, so an out-of-range colour must be refused up front."""
     for bad in (-1.0, 256.0, (255, 0, 300)):

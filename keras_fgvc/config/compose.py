@@ -9,7 +9,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from keras_fgvc.config.schema import Config
+from keras_fgvc.config.schema import Config, schema_for
 from keras_fgvc.config.validate import ConfigError, check_key, to_config
 
 PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "pipelines")
@@ -37,22 +37,23 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as error:
         raise ConfigError(f"cannot parse overrides: {str(error).splitlines()[0]}") from None
-    pipeline, rest, explicit_keys = DEFAULT_PIPELINE, [], set()
-    for override, text in zip(parsed, overrides):
-        key = override.key_or_group.lstrip("+~")
-        if key == "pipeline":
-            pipeline = str(override.value())
-            continue
-        check_key(key, source=f"command line '{text}'")
-        explicit_keys.add(key)
-        # "++" sets a key whether or not the YAML file mentions it: the schema, not the file,
-        # decides which keys exist (check_key above).
-        rest.append(text if text.startswith(("+", "~")) else "++" + text)
+    keys = [override.key_or_group.lstrip("+~") for override in parsed]
+    pipeline = next((str(o.value()) for o, k in zip(parsed, keys) if k == "pipeline"), DEFAULT_PIPELINE)
     if pipeline not in available_pipelines(config_dir):
         raise ConfigError(
             f"unknown pipeline '{pipeline}'; available: {', '.join(available_pipelines(config_dir))} "
             f"(files in {config_dir})"
         )
+    schema = schema_for(pipeline)
+    rest, explicit_keys = [], set()
+    for key, text in zip(keys, overrides):
+        if key == "pipeline":
+            continue
+        check_key(key, schema, source=f"command line '{text}'")
+        explicit_keys.add(key)
+        # "++" sets a key whether or not the YAML file mentions it: the schema, not the file,
+        # decides which keys exist (check_key above).
+        rest.append(text if text.startswith(("+", "~")) else "++" + text)
     try:
         with initialize_config_dir(config_dir=os.path.abspath(config_dir), version_base="1.3"):
             composed = hydra_compose(config_name=pipeline, overrides=rest)
@@ -62,14 +63,18 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
     tree["pipeline"] = pipeline
     if tree.get("smoke"):
         for key, value in (tree.get("smoke_settings") or {}).items():
-            check_key(key, source=f"{pipeline}.yaml smoke_settings")
+            check_key(key, schema, source=f"{pipeline}.yaml smoke_settings")
             if key not in explicit_keys:
                 _set(tree, key, value)
     return to_config(tree, source=f"{pipeline}.yaml")
 
 
-def _set(tree: dict, dotted: str, value):
+def _set(tree, dotted: str, value):
+    """Set ``a.b.0.c``-style keys in a nested dict/list tree (numbers index lists)."""
     *parents, leaf = dotted.split(".")
     for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value
+        tree = tree[int(part)] if isinstance(tree, list) else tree.setdefault(part, {})
+    if isinstance(tree, list):
+        tree[int(leaf)] = value
+    else:
+        tree[leaf] = value

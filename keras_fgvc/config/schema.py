@@ -4,8 +4,10 @@ The YAML files in ``pipelines/`` give the values; these classes give the names, 
 defaults, and are what the code reads (``cfg.train.epochs``).
 """
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -36,6 +38,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "efficientnetv2_b0"
+    # Keyword options of the backbone's builder, e.g. {out_channels: 320} for GhostNet.
+    backbone_kwargs: dict = field(default_factory=dict)
     # keras.applications backbones: None (random init) or a local weights file.
     weights: Optional[str] = None
     # backbone="hub": a TF-Hub handle or local SavedModel directory.
@@ -63,19 +67,70 @@ class AugmentConfig:
     preset: str = "none"
     # A full list of {layer: kwargs} steps replaces the preset when given.
     steps: Optional[list] = None
+    # Where image-only steps run: "model" (inside the training step, on the accelerator) or
+    # "data" (in tf.data on the CPU). Label-mixing steps (CutMix, MixUp) always run in tf.data.
+    runs_in: str = "model"
+
+
+@dataclass
+class LossConfig:
+    """One term of a stage's loss: ``weight * <name>(**kwargs)`` on one model output."""
+
+    name: str = "sparse_ce"
+    weight: float = 1.0
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class StageConfig:
+    """One training stage (training/stages.py). Unset values fall back to the ``train``/``augment`` groups."""
+
+    name: str = "train"
+    # "previous" (the stage before it, when there is one) | "none" | <an earlier stage's name> | <weights file>
+    init_from: str = "previous"
+    epochs: Optional[int] = None
+    # Overrides of train.* optimiser/schedule keys for this stage, e.g. {learning_rate: 5e-5}.
+    train: dict = field(default_factory=dict)
+    # "none" | "backbone" | "backbone_except_last_<N>" (the backbone's last N blocks keep training)
+    freeze: str = "none"
+    # Augmentation preset / steps / placement for this stage (None: the augment group's).
+    augment: Optional[str] = None
+    augment_steps: Optional[list] = None
+    augment_runs_in: Optional[str] = None
+    # {model output key: [loss terms]}; each output's targets come from ``targets`` or the driver's label.
+    losses: Dict[str, List[LossConfig]] = field(default_factory=lambda: {"logits": [LossConfig()]})
+    # {model output key: table column}; outputs not named here get the driver's label column.
+    targets: dict = field(default_factory=dict)
+    # Distillation: the teacher, a stage name of this run or a .keras model file.
+    teacher: Optional[str] = None
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 8
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: str = "sgd"  # sgd | adam | adamw
     learning_rate: float = 0.05
+    # "linear": learning_rate * global_batch / 256 (Goyal et al. 2017; VIPriors: 0.1 * B / 256).
+    lr_scaling: str = "none"
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | constant
+    # False: BatchNorm gamma/beta and biases get no weight decay.
+    decay_bn_and_bias: bool = True
+    schedule: str = "cosine"  # cosine | multistep | plateau | exponential | constant
     warmup_epochs: float = 0.0
+    milestones: list = field(default_factory=list)  # multistep: epochs where lr *= gamma
+    gamma: float = 0.1
+    decay_rate: float = 0.96  # exponential: lr * decay_rate ** epoch
+    plateau_factor: float = 0.1
+    plateau_patience: int = 10
+    plateau_monitor: str = "val_loss"
+    # The metric that picks the best checkpoint and stops early (any logged metric).
+    monitor: str = "val_loss"
     early_stopping_patience: int = 0  # 0: off
     steps_per_epoch: Optional[int] = None  # None: one pass over the training rows
+    # The pipeline's stages in order; ``stage=<name>`` runs one, ``stage=all`` every one.
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
 
 
 @dataclass
@@ -105,19 +160,6 @@ class ExportConfig:
 
 
 @dataclass
-class PseudoLabelConfig:
-    # A pseudo label is accepted only when the model's top probability reaches this.
-    threshold: float = 0.9
-    # Explicit completed table to start a stage from (default: the previous stage's in the run dir).
-    input_table: Optional[str] = None
-    # Start each stage from the previous stage's best weights in the run dir (staged fine-tuning:
-    # the distancing and 5k models reuse what the mask model learned about people).
-    warm_start: bool = True
-    # Epochs per stage, e.g. {mask: 12, distancing: 8, fivek: 4}; a stage not listed uses train.epochs.
-    stage_epochs: dict = field(default_factory=dict)
-
-
-@dataclass
 class Config:
     pipeline: str = "fivek"
     task: str = "train"  # train | preview_augment | model_card
@@ -135,7 +177,6 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-    pseudo_label: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
 
     @property
     def run_dir(self) -> str:
@@ -144,14 +185,44 @@ class Config:
         return os.path.join(self.runs_root, self.pipeline, self.name)
 
 
+# Options that belong to one pipeline: {pipeline: (group key, dataclass)}, registered by its driver
+# (keras_fgvc.pipelines) so that composing another pipeline with those keys is an unknown-key error.
+PIPELINE_OPTIONS: dict[str, tuple[str, type]] = {}
+
+
+def register_pipeline_options(pipeline: str, key: str, options: type):
+    """Declare ``<key>.*`` (a dataclass) as pipeline ``pipeline``'s own config group."""
+    PIPELINE_OPTIONS[pipeline] = (key, options)
+    return options
+
+
+def schema_for(pipeline: str) -> type:
+    """The Config dataclass of ``pipeline``: the shared groups plus its driver's options group."""
+    from keras_fgvc.pipelines import import_driver
+
+    import_driver(pipeline)  # drivers register their options on import
+    if pipeline not in PIPELINE_OPTIONS:
+        return Config
+    key, options = PIPELINE_OPTIONS[pipeline]
+    return _with_group(pipeline, key, options)
+
+
+@functools.cache
+def _with_group(pipeline: str, key: str, options: type) -> type:
+    name = "".join(part.title() for part in pipeline.split("_")) + "Config"
+    return dataclasses.make_dataclass(name, [(key, options, field(default_factory=options))], bases=(Config,))
+
+
 # Allowed values for string choices; validate() checks them.
 CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("train", "preview_augment", "model_card"),
     "model.pooling": ("avg", "gem"),
     "model.heads": ("softmax", "arcface", "cosface"),
     "export.tflite": ("float32", "int8"),
-    "train.optimizer": ("sgd", "adamw"),
-    "train.schedule": ("cosine", "constant"),
+    "augment.runs_in": ("model", "data"),
+    "train.optimizer": ("sgd", "adam", "adamw"),
+    "train.schedule": ("cosine", "multistep", "plateau", "exponential", "constant"),
+    "train.lr_scaling": ("none", "linear"),
     "runtime.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
     "runtime.jit_compile": ("auto", True, False),
     "runtime.distribute": ("auto", "none", "mirrored", "multi_worker", "tpu"),

@@ -3,11 +3,12 @@ out-of-range choices become one ``ConfigError`` line that names the key and the 
 
 import dataclasses
 import difflib
+import typing
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from keras_fgvc.config.schema import CHOICES, Config
+from keras_fgvc.config.schema import CHOICES, Config, LossConfig, schema_for
 from keras_fgvc.errors import UserError
 
 
@@ -15,13 +16,27 @@ class ConfigError(UserError):
     """A user-facing config mistake; run.py prints it as one line and exits with code 2."""
 
 
+def _list_item(annotation):
+    """The dataclass of a ``list[SomeDataclass]`` field, else None."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (None,)
+        return item if dataclasses.is_dataclass(item) else None
+    return None
+
+
+def _fields(schema) -> dict:
+    return {f.name: f.type for f in dataclasses.fields(schema)}
+
+
 def schema_at(path: str, schema=Config):
-    """The dataclass at dotted ``path``, or None when the path ends in a free-form value."""
+    """The dataclass at dotted ``path`` (list indices allowed), or None for a free-form value."""
     node = schema
     for part in path.split(".") if path else []:
-        fields = {f.name: f for f in dataclasses.fields(node)}
-        node = fields[part].type
-        if not dataclasses.is_dataclass(node):
+        if part.isdigit():
+            continue  # an index into a list of dataclasses: same schema
+        annotation = _fields(node)[part]
+        node = annotation if dataclasses.is_dataclass(annotation) else _list_item(annotation)
+        if node is None:
             return None
     return node
 
@@ -29,8 +44,9 @@ def schema_at(path: str, schema=Config):
 def check_key(dotted: str, schema=Config, source: str = "override"):
     """Raise ConfigError unless ``dotted`` names a declared key (free-form dict values excepted)."""
     node, walked = schema, []
-    for part in dotted.split("."):
-        names = [f.name for f in dataclasses.fields(node)]
+    parts = dotted.split(".")
+    for index, part in enumerate(parts):
+        names = list(_fields(node))
         if part not in names:
             where = ".".join(walked) or "the top level"
             hint = difflib.get_close_matches(part, names, n=1)
@@ -39,35 +55,83 @@ def check_key(dotted: str, schema=Config, source: str = "override"):
                 f"unknown config key '{dotted}' ({source}); valid keys at {where}: {', '.join(sorted(names))}.{suggestion}"
             )
         walked.append(part)
-        node = {f.name: f.type for f in dataclasses.fields(node)}[part]
-        if not dataclasses.is_dataclass(node):
+        annotation = _fields(node)[part]
+        if dataclasses.is_dataclass(annotation):
+            node = annotation
+            continue
+        item = _list_item(annotation)
+        rest = parts[index + 1:]
+        if item is None or not rest:
             return
+        if not rest[0].isdigit():
+            raise ConfigError(f"config key '{dotted}' ({source}): '{'.'.join(walked)}' is a list; index it by number")
+        if len(rest) > 1:
+            check_key(".".join(rest[1:]), item, source)
+        return
 
 
 def _check_tree(tree: dict, schema, prefix: str, source: str):
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
-        check_key(dotted, Config, source)
-        child = schema_at(dotted)
-        if child is not None and isinstance(value, dict):
-            _check_tree(value, child, dotted + ".", source)
+        check_key(str(key), schema, f"{source}, at '{dotted}'" if prefix else source)
+        annotation = _fields(schema)[key]
+        if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
+            _check_tree(value, annotation, dotted + ".", source)
+        item = _list_item(annotation)
+        if item is not None and isinstance(value, list):
+            for position, element in enumerate(value):
+                if isinstance(element, dict):
+                    _check_tree(element, item, f"{dotted}.{position}.", source)
 
 
 def to_config(tree: dict, source: str = "config") -> Config:
-    """Validate a plain nested dict and build the typed ``Config``."""
-    _check_tree(tree, Config, "", source)
+    """Validate a plain nested dict and build the typed Config of its pipeline.
+
+    Checks, in order: every key is declared (with "did you mean"), every value has its type,
+    every choice is allowed, and every name (backbone, preset, loss, schedule, stage) exists in
+    its registry (``config.names``). Nothing is written before this returns.
+    """
+    schema = schema_for(tree.get("pipeline") or Config.pipeline)
+    _check_tree(tree, schema, "", source)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.create(tree))
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(tree))
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or "?"
         message = str(error).splitlines()[0]
         raise ConfigError(f"config key '{key}': {message}") from None
+    _type_loss_terms(cfg)
     for dotted, allowed in CHOICES.items():
         value = _get(cfg, dotted)
         if any(v not in allowed for v in (value if isinstance(value, list) else [value])):
             raise ConfigError(f"config key '{dotted}' = {value!r}; choose one of: {', '.join(map(str, allowed))}")
+    from keras_fgvc.config.names import check_names
+
+    check_names(cfg)
     return cfg
+
+
+def _type_loss_terms(cfg):
+    """Make every ``train.stages.<i>.losses.<output>`` item a checked LossConfig.
+
+    OmegaConf (2.3) leaves the items of a ``Dict[str, List[dataclass]]`` inside a list of
+    dataclasses as plain dicts when it merges, unchecked; so they are merged here one by one.
+    """
+    for position, stage in enumerate(cfg.train.stages):
+        for output, terms in stage.losses.items():
+            typed = []
+            for index, term in enumerate(terms if isinstance(terms, list) else [terms]):
+                key = f"train.stages.{position}.losses.{output}.{index}"
+                if not isinstance(term, (dict, LossConfig)):
+                    raise ConfigError(f"config key '{key}': give {{name, weight, kwargs}}, got {term!r}")
+                if isinstance(term, dict):
+                    _check_tree(term, LossConfig, key + ".", "config")
+                    try:
+                        term = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LossConfig), term))
+                    except OmegaConfBaseException as error:
+                        raise ConfigError(f"config key '{key}.{getattr(error, 'key', '?')}': {str(error).splitlines()[0]}") from None
+                typed.append(term)
+            stage.losses[output] = typed
 
 
 def to_dict(cfg: Config) -> dict:

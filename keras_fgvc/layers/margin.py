@@ -1,8 +1,8 @@
 """Additive angular (ArcFace) and additive cosine (CosFace) margin heads.
 
-The margin math lives in :func:`arcface_logits` and :func:`cosface_logits`; both the prediction
-layers here and the losses in ``keras_fgvc.losses.margin`` call them, so layer and loss can never
-disagree.
+The margin math lives in :func:`arcface_logits` and :func:`cosface_logits`, called by the layers
+below: the training view (``models.build.training_model``) feeds them the label and the engine
+takes cross-entropy of their margin logits, so there is one margin implementation.
 
 References:
   ArcFace: Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition", CVPR 2019,

@@ -1,4 +1,4 @@
-"""``build_model(cfg, num_classes)``: inputs -> augmentation -> normalisation -> backbone -> neck -> heads.
+"""``build_model(cfg, num_classes)``: inputs -> normalisation -> backbone -> neck -> heads.
 
 Every model takes float pixels in [0, 255] (B, S, S, C) as its input ``image`` and returns
 ``{"embedding": L2-normalised embedding, "logits": float32 class logits}``, plus one
@@ -7,25 +7,18 @@ named ``backbone`` (features), ``pre_logits`` and ``embedding`` let a sub-model 
 
 Training and inference
 ----------------------
-``build_model`` returns the inference model: no label input, and each margin head emits plain
-scaled cosine logits ``s * cos(theta)``. A margin head needs the label to put its margin on the
-target class, so training goes through a view that shares every layer and weight:
-
-    model = build_model(cfg, num_classes)
-    trainer = training_model(model)              # inputs {"image", "label"}; margin logits
-    trainer.compile(optimizer, loss=training_losses(model))   # CE per head, summed by Keras
-    trainer.fit(train_ds.map(training_example(model)))        # train_ds yields (image, label)
-    model.predict(images)                        # the trained weights, plain cosine logits
-
-With the default ``heads=["softmax"]`` the view is the model itself and the example is
-``(image, {"logits": label})``: plain cross-entropy on ``"logits"`` as before. ``"logits"`` is the
-softmax head when there is one; in a margin-only model (Hotel-ID's ArcFace) it repeats the first
-margin head's cosine logits, so exports and ``predict`` read ``"logits"`` whatever the heads.
+``build_model`` returns the inference model: no augmentation (the training step applies it), no
+label input, and each margin head emits plain scaled cosine logits ``s * cos(theta)``. A margin
+head needs the label to put its margin on the target class, so training goes through
+:func:`training_model`, a view that shares every layer and weight and also outputs
+``"pre_logits"``; the engine (``training/trainer.py``) compiles that view with losses keyed by
+output. ``"logits"`` is the softmax head when there is one; in a margin-only model (Hotel-ID's
+ArcFace) it repeats the first margin head's cosine logits, so exports and ``predict`` read
+``"logits"`` whatever the heads.
 """
 
 import keras
 
-from keras_fgvc.augment import presets
 from keras_fgvc.config.validate import ConfigError
 from keras_fgvc.models.heads import HEAD_NAMES, is_margin_head, margin_head, output_key, softmax_head
 from keras_fgvc.models.necks import embedding_neck
@@ -58,7 +51,7 @@ def build_model(cfg, num_classes: int, channels: int = 3) -> keras.Model:
     """Assemble the inference model a Config describes (see the module docstring for training).
 
     Args:
-        cfg: a ``keras_fgvc.config.Config`` (reads ``model``, ``data.image_size``, ``augment``).
+        cfg: a ``keras_fgvc.config.Config`` (reads ``model`` and ``data.image_size``).
         num_classes: classes of every head.
         channels: input channels (1 for greyscale backbones).
 
@@ -76,14 +69,12 @@ def build_model(cfg, num_classes: int, channels: int = 3) -> keras.Model:
     entry = get_backbone(m.backbone)
     inputs = keras.Input((size, size, channels), name="image")
     x = inputs
-    steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
-    if steps:
-        x = presets.build(steps)(x)
     scaling = input_scaling(entry.input_scale, m.mean, m.std, channels)
     if scaling is not None:
         x = scaling(x)
     # Only the options a config actually sets: our own families take no weights file or handle.
     options = {key: value for key, value in (("weights", m.weights), ("hub_handle", m.hub_handle)) if value}
+    options.update(m.backbone_kwargs)  # names checked against the builder when the config was composed
     backbone = entry.builder((size, size, channels), **options)
     backbone.name = "backbone"  # noqa: keras allows renaming before the model is used
     backbone.trainable = m.trainable_backbone
@@ -130,11 +121,12 @@ def head_keys(model: keras.Model) -> list[str]:
 
 
 def training_model(model: keras.Model) -> keras.Model:
-    """The training view of a ``build_model`` model: same layers and weights, label fed to margin heads.
+    """The training view of a ``build_model`` model: same layers and weights, more outputs.
 
-    Inputs ``{"image": pixels, "label": int32 (B,)}``; outputs as ``model``'s, except that each
-    ``"<head>_logits"`` of a margin head is its margin logits (label -1: no margin on that row).
-    Without a margin head there is nothing to feed the label to and ``model`` itself is returned.
+    Outputs are ``model``'s plus ``"pre_logits"`` (the embedding before L2 normalisation, which
+    center and pre-logit-norm losses read). With a margin head the inputs are
+    ``{"image": pixels, "label": int32 (B,)}`` and each ``"<head>_logits"`` is its margin logits
+    (label -1: no margin on that row); otherwise the input is ``{"image"}`` alone.
 
     Args:
         model: a model returned by :func:`build_model` (or loaded back from ``.keras``).
@@ -143,43 +135,12 @@ def training_model(model: keras.Model) -> keras.Model:
         >>> trainer = training_model(model)
         >>> trainer({"image": images, "label": labels})["arcface_logits"]  # doctest: +SKIP
     """
-    margin_layers = _margin_layers(model)
-    if not margin_layers:
-        return model
-    label = keras.Input((), dtype="int32", name="label")
     embedding = model.get_layer("pre_logits").output
-    outputs = dict(model.output)
-    for layer in margin_layers:
-        outputs[layer.name] = layer(embedding, label)
-    return keras.Model({"image": model.input, "label": label}, outputs, name=f"{model.name}_train")
-
-
-def training_losses(model: keras.Model) -> dict:
-    """``compile(loss=...)`` for :func:`training_model`: softmax cross-entropy on every head's logits.
-
-    Keras sums the per-output losses (the VIPriors CE + ArcFace recipe); the embedding has none.
-
-    Example:
-        >>> training_model(model).compile("sgd", loss=training_losses(model))  # doctest: +SKIP
-    """
-    return {key: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for key in head_keys(model)}
-
-
-def training_example(model: keras.Model):
-    """A ``tf.data`` map function ``(image, label) -> (inputs, targets)`` for :func:`training_model`.
-
-    Inputs are ``{"image", "label"}`` when the model has a margin head and the image otherwise;
-    targets are ``{head key: label}`` for every key of :func:`head_keys`.
-
-    Example:
-        >>> train_ds = train_ds.map(training_example(model))  # doctest: +SKIP
-    """
-    keys = head_keys(model)
-    needs_label = bool(_margin_layers(model))
-
-    def to_example(image, label):
-        label = keras.ops.cast(label, "int32")
-        inputs = {"image": image, "label": label} if needs_label else image
-        return inputs, {key: label for key in keys}
-
-    return to_example
+    outputs = {**model.output, "pre_logits": embedding}
+    inputs = {"image": model.input}
+    margin_layers = _margin_layers(model)
+    if margin_layers:
+        inputs["label"] = keras.Input((), dtype="int32", name="label")
+        for layer in margin_layers:
+            outputs[layer.name] = layer(embedding, inputs["label"])
+    return keras.Model(inputs, outputs, name=f"{model.name}_train")

@@ -1,4 +1,9 @@
-"""Pipeline drivers: each wires sources, tf.data, models, training and export for one system."""
+"""Pipeline drivers: each wires sources, tf.data, models, training and export for one system.
+
+A driver module exposes ``run(cfg)``; one with options of its own registers their dataclass
+(``config.schema.register_pipeline_options``) when imported, so the config schema of a pipeline
+is known before anything runs.
+"""
 
 import importlib
 
@@ -11,6 +16,11 @@ TASKS = {
 }
 
 
+def import_driver(pipeline: str):
+    """The driver module of ``pipeline`` (None when it has none yet)."""
+    return importlib.import_module(DRIVERS[pipeline]) if pipeline in DRIVERS else None
+
+
 def dispatch(cfg):
     """Run ``cfg.task`` for ``cfg.pipeline``."""
     from keras_fgvc.errors import UserError
@@ -19,4 +29,4 @@ def dispatch(cfg):
         return importlib.import_module(TASKS[cfg.task]).run(cfg)
     if cfg.pipeline not in DRIVERS:
         raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
-    return importlib.import_module(DRIVERS[cfg.pipeline]).run(cfg)
+    return import_driver(cfg.pipeline).run(cfg)

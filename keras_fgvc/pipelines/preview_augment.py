@@ -28,7 +28,7 @@ def run(cfg) -> str:
         raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
     table = importlib.import_module(DRIVERS[cfg.pipeline]).training_table(cfg)
     rows = np.random.default_rng(cfg.seed).permutation(len(table))[:NUM_IMAGES]
-    images = next(iter(build(table.iloc[np.sort(rows)], PipelineSpec(cfg.data.image_size, NUM_IMAGES, cache=False), training=False)))
+    images = next(iter(build(table.iloc[np.sort(rows)], PipelineSpec(cfg.data.image_size, NUM_IMAGES, cache=False), training=False)))["image"]
     keras.utils.set_random_seed(cfg.seed)
     steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
     image_steps, _ = presets.split_label_mixing(steps)

@@ -1,35 +1,59 @@
 """Zalo 5K staged pseudo-labelling (SYSTEMS.md section 5), the default pipeline.
 
+The stages are declared in ``pipelines/fivek.yaml`` and trained by the engine
+(``training/stages.py``); each names the label it learns as its ``logits`` target:
+
     stage mask:        train on rows with a mask label; predict the missing mask labels; accept
                        those with confidence >= threshold; fill 5k where it follows (mask=0 -> 5k=0).
     stage distancing:  the same for distancing on the filled table; 5k = mask AND distancing.
     stage fivek:       train the 5k model on the completed labels; report held-out accuracy/F1 and
                        predict the public test set when present.
 
+What is 5K-specific lives here: completing the label table, the 5k rule and the results table.
 Each stage reads the previous stage's completed table (``<run_dir>/<previous>/table.csv``, or
 ``pseudo_label.input_table``) and writes its own, with per-label ``<label>_source`` /
 ``<label>_confidence`` columns and a ``label_source`` summary (human / pseudo:<conf> / rule).
 A fraction of the fully human-labelled rows (``split == "test"``) is never trained on.
 """
 
-import dataclasses
 import os
-import warnings
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
+from keras_fgvc.config.schema import register_pipeline_options
 from keras_fgvc.data import synthetic
-from keras_fgvc.data.pipeline import PipelineSpec, build, split_rows
+from keras_fgvc.data.pipeline import split_rows
 from keras_fgvc.data.sources import fivek as fivek_source
 from keras_fgvc.data.sources import load
 from keras_fgvc.errors import DataError, UserError
 from keras_fgvc.tracking import run_dir as rundir
 
-STAGES = ("mask", "distancing", "fivek")
-LABEL = {"mask": "mask", "distancing": "distancing", "fivek": "5k"}
-PREVIOUS = {"distancing": "mask", "fivek": "distancing"}
 NUM_CLASSES = 2
+
+
+@dataclass
+class PseudoLabelConfig:
+    # A pseudo label is accepted only when the model's top probability reaches this.
+    threshold: float = 0.9
+    # Explicit completed table to start a stage from (default: the previous stage's in the run dir).
+    input_table: Optional[str] = None
+
+
+register_pipeline_options("fivek", "pseudo_label", PseudoLabelConfig)
+
+
+def stage_label(stage) -> str:
+    """The 5K label a stage learns: its ``targets.logits`` (mask | distancing | 5k)."""
+    label = stage.targets.get("logits")
+    if label not in fivek_source.LABELS:
+        raise UserError(
+            f"fivek stage '{stage.name}': set targets.logits to one of {', '.join(fivek_source.LABELS)} "
+            f"(the label the stage learns), got {label!r}"
+        )
+    return label
 
 
 def data_root(cfg) -> str:
@@ -86,12 +110,15 @@ def summarize_sources(table: pd.DataFrame) -> pd.Series:
     return joined.where(joined != "", "human")
 
 
-def read_previous_table(cfg, stage: str) -> pd.DataFrame:
-    path = cfg.pseudo_label.input_table or os.path.join(cfg.run_dir, PREVIOUS[stage], "table.csv")
+def read_previous_table(cfg, stage) -> pd.DataFrame:
+    from keras_fgvc.training.stages import previous_stage, stage_folder
+
+    before = previous_stage(cfg, stage).name
+    path = cfg.pseudo_label.input_table or os.path.join(stage_folder(cfg, before), "table.csv")
     if not os.path.isfile(path):
         raise UserError(
-            f"stage '{stage}' needs the completed table of stage '{PREVIOUS[stage]}': {path} not found "
-            f"(run stage={PREVIOUS[stage]} first, or set pseudo_label.input_table=<path>)"
+            f"stage '{stage.name}' needs the completed table of stage '{before}': {path} not found "
+            f"(run stage={before} first, or set pseudo_label.input_table=<path>)"
         )
     table = pd.read_csv(path)
     needed = ["path", "split", *fivek_source.LABELS, *(f"{label}_source" for label in fivek_source.LABELS)]
@@ -103,124 +130,80 @@ def read_previous_table(cfg, stage: str) -> pd.DataFrame:
 
 def run(cfg) -> dict:
     """Run the stages ``cfg.stage`` selects; returns {stage: metrics} and prints a results table."""
-    stages = STAGES if cfg.stage == "all" else (cfg.stage,)
-    if cfg.stage != "all" and cfg.stage not in STAGES:
-        raise UserError(f"unknown stage '{cfg.stage}' for pipeline fivek; choose one of: all, {', '.join(STAGES)}")
-    from keras_fgvc.export.saved_model import check_writable
+    from keras_fgvc.config import to_dict
+    from keras_fgvc.export.stage import check_stage_exports
+    from keras_fgvc.training.precision import configure
+    from keras_fgvc.training.stages import check_can_start, stages_to_run
 
-    if cfg.export.enabled:
-        for stage in stages:
-            for path in (export_path(cfg, stage), *tflite_paths(cfg, stage).values()):
-                check_writable(path, cfg.export.overwrite)
-    if stages[0] == "mask":
+    stages = stages_to_run(cfg)
+    for stage in stages:
+        stage_label(stage)
+    check_stage_exports(cfg, [stage.name for stage in stages])
+    if stages[0].name == cfg.train.stages[0].name:
         root = data_root(cfg)
         table = initial_table(load(cfg.data.format, root), cfg.data.test_fraction, cfg.seed)
     else:
         table = read_previous_table(cfg, stages[0])
         root = data_root(cfg)
+    check_can_start(cfg, stages)
     truth = fivek_source.load_truth(root)
     test_table = load(cfg.data.format, root, split="test") if os.path.isfile(
         os.path.join(root, fivek_source.META_FILES["test"])
     ) else None
 
-    from keras_fgvc.config import to_dict
-    from keras_fgvc.training.precision import configure
-
     plan = configure(cfg.runtime)
     rundir.write_config(cfg.run_dir, to_dict(cfg))
     results = {}
     for stage in stages:
-        results[stage] = run_stage(cfg, plan, stage, table, truth, test_table if stage == "fivek" else None)
+        results[stage.name] = run_stage(cfg, plan, stage, table, truth, test_table if stage_label(stage) == "5k" else None)
     rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), results)
     print(format_results(results, plan))
     return results
 
 
-def export_path(cfg, stage: str) -> str:
-    return os.path.join(cfg.export.dir, cfg.pipeline, stage)
+def fivek_metrics(targets) -> dict:
+    """Accuracy and binary F1 of the stage's label (the report's metrics)."""
+    import keras
 
+    from keras_fgvc.evaluation.metrics import SparseF1Score
 
-def tflite_paths(cfg, stage: str) -> dict:
-    """{quantization: file} of the stage's TFLite exports, e.g. saved_models/fivek/mask.int8.tflite."""
-    return {q: f"{export_path(cfg, stage)}.{q}.tflite" for q in cfg.export.tflite}
-
-
-def export_stage(cfg, model, stage, train_rows, val_rows) -> dict:
-    """SavedModel (+ TFLite files checked against the Keras model on the validation rows)."""
-    from keras_fgvc.export.saved_model import export_saved_model
-    from keras_fgvc.export.tflite import compare_with_keras, export_tflite
-
-    size = cfg.data.image_size
-    exported = {"saved_model": export_saved_model(model, export_path(cfg, stage), size, overwrite=cfg.export.overwrite)}
-    if not cfg.export.tflite:
-        return exported
-    pixels = lambda rows: np.concatenate(list(build(rows, PipelineSpec(size, 64, cache=False), training=False)))  # noqa: E731
-    calibration = pixels(train_rows.sample(min(len(train_rows), cfg.export.calibration_images), random_state=cfg.seed))
-    val_images, val_labels = pixels(val_rows), val_rows[LABEL[stage]].to_numpy().astype(int)
-    for quantization, path in tflite_paths(cfg, stage).items():
-        export_tflite(model, path, size, quantization=quantization, representative_images=calibration,
-                      overwrite=cfg.export.overwrite)
-        exported[f"tflite_{quantization}"] = {
-            "path": path, "size_mb": os.path.getsize(path) / 1e6,
-            **compare_with_keras(model, path, val_images, val_labels),
-        }
-    return exported
+    return {"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), SparseF1Score(NUM_CLASSES, average="binary")]}
 
 
 def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     """Train one stage's model, pseudo-label its missing label in ``table`` (in place), save everything."""
-    import keras
-
     from keras_fgvc.evaluation.metrics import accuracy, confusion_matrix, f1_score
+    from keras_fgvc.evaluation.predict import predict_probabilities
+    from keras_fgvc.export.stage import export_stage
     from keras_fgvc.models import build_model
     from keras_fgvc.tracking.plots_confusion import confusion_plot
     from keras_fgvc.tracking.wandb_run import start
-    from keras_fgvc.training.fit import CHECKPOINT, compile_classifier, fit
+    from keras_fgvc.training.stages import train_stage
 
-    label = LABEL[stage]
-    stage_dir = os.path.join(cfg.run_dir, stage)
-    keras.utils.set_random_seed(cfg.seed)
+    label = stage_label(stage)
     labelled = table[(table["split"] == "train") & table[label].notna()]
     val_idx, train_idx = split_rows(len(labelled), [cfg.data.val_fraction], cfg.seed)
     train_rows, val_rows = labelled.iloc[train_idx], labelled.iloc[val_idx]
     heldout = table[table["split"] == "test"]
-    spec = PipelineSpec(cfg.data.image_size, cfg.data.batch_size, label=label, cache=cfg.data.cache, seed=cfg.seed)
-    train_cfg = dataclasses.replace(cfg.train, epochs=cfg.pseudo_label.stage_epochs.get(stage, cfg.train.epochs))
-    with plan.strategy.scope():
-        model = build_model(cfg, NUM_CLASSES)
-        classifier = compile_classifier(model, train_cfg, -(-len(train_rows) // cfg.data.batch_size), NUM_CLASSES, plan.jit_compile)
-    warm_start = os.path.join(cfg.run_dir, PREVIOUS.get(stage, ""), CHECKPOINT)
-    warm = cfg.pseudo_label.warm_start and stage in PREVIOUS and os.path.isfile(warm_start)
-    if warm:
-        with warnings.catch_warnings():
-            # The new stage starts a fresh optimizer on purpose; only the model weights carry over.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            classifier.load_weights(warm_start)
-    wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage}", {"stage": stage})
+    wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage.name}", {"stage": stage.name})
     try:
-        history = fit(
-            classifier, build(train_rows, spec, training=True), build(val_rows, spec, training=False),
-            train_cfg, stage_dir, len(train_rows), cfg.data.batch_size, wandb_run,
-        )
-        predict_spec = PipelineSpec(cfg.data.image_size, max(cfg.data.batch_size, 64), cache=False)
+        trained = train_stage(cfg, plan, stage, lambda: build_model(cfg, NUM_CLASSES), train_rows, val_rows,
+                              label, NUM_CLASSES, metrics_fn=fivek_metrics, wandb_run=wandb_run)
 
         def probabilities(rows):
-            if len(rows) == 0:
-                return np.zeros((0, NUM_CLASSES), "float32")
-            logits = classifier.predict(build(rows, predict_spec, training=False), verbose=0)
-            return keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1))
+            return predict_probabilities(trained.model, rows, cfg.data.image_size, max(cfg.data.batch_size, 64))
 
         y_test = heldout[label].to_numpy().astype(int)
         test_pred = probabilities(heldout).argmax(1)
         confusion_plot(
-            confusion_matrix(y_test, test_pred, NUM_CLASSES), os.path.join(stage_dir, "confusion.png"),
-            [f"{label}=0", f"{label}=1"], title=f"{stage}: held-out split",
+            confusion_matrix(y_test, test_pred, NUM_CLASSES), os.path.join(trained.folder, "confusion.png"),
+            [f"{label}=0", f"{label}=1"], title=f"{stage.name}: held-out split",
         )
         metrics = {
             "human_labelled": int((table[f"{label}_source"] == "human").sum()),
             "trained_on": len(train_rows),
-            "warm_start": warm_start if warm else None,
-            "epochs_run": len(history.history["loss"]),
+            "warm_start": trained.info["init_from"],
+            "epochs_run": trained.info["epochs_run"],
             "heldout_accuracy": accuracy(y_test, test_pred),
             "heldout_f1": f1_score(y_test, test_pred, average="binary"),
         }
@@ -248,17 +231,18 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
         if wandb_run is not None:
             wandb_run.finish()
     table["label_source"] = summarize_sources(table)
-    rundir.write_table(os.path.join(stage_dir, "table.csv"), table)
+    rundir.write_table(os.path.join(trained.folder, "table.csv"), table)
     if test_table is not None and len(test_table):
         from keras_fgvc.export.submission import write_fivek_predictions, write_predictions_csv
 
         probs = probabilities(test_table)
-        write_fivek_predictions(os.path.join(stage_dir, "submission.csv"), test_table["fname"], probs.argmax(1), label_column=label)
-        write_predictions_csv(os.path.join(stage_dir, "predictions.csv"), test_table["fname"], probs, id_column="fname")
+        write_fivek_predictions(os.path.join(trained.folder, "submission.csv"), test_table["fname"], probs.argmax(1), label_column=label)
+        write_predictions_csv(os.path.join(trained.folder, "predictions.csv"), test_table["fname"], probs, id_column="fname")
         metrics["test_predictions"] = len(test_table)
     if cfg.export.enabled:
-        metrics["export"] = export_stage(cfg, model, stage, train_rows, val_rows)
-    rundir.write_json(os.path.join(stage_dir, "metrics.json"), metrics)
+        metrics["export"] = export_stage(cfg, trained.model, stage.name, train_rows, val_rows,
+                                         val_rows[label].to_numpy().astype(int))
+    rundir.write_json(os.path.join(trained.folder, "metrics.json"), metrics)
     return metrics
 
 

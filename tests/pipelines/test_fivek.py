@@ -13,7 +13,7 @@ import keras
 from keras_fgvc.config.compose import compose
 from keras_fgvc.data.decode import model_pixels
 from keras_fgvc.models import build_model
-from keras_fgvc.training.fit import CHECKPOINT, compile_classifier
+from keras_fgvc.training.callbacks import BEST
 from run import main
 
 
@@ -37,7 +37,7 @@ def table(cfg, stage):
 def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
     root, cfg, _ = smoke_run
     for stage in ("mask", "distancing", "fivek"):
-        for name in ("table.csv", "metrics.json", "history.csv", "confusion.png", CHECKPOINT):
+        for name in ("table.csv", "metrics.json", "history.csv", "confusion.png", BEST, "last.weights.h5"):
             assert os.path.isfile(os.path.join(cfg.run_dir, stage, name)), (stage, name)
         assert set(tf.saved_model.load(str(root / "saved" / "fivek" / stage)).signatures) == {"serving_default", "embed"}
     summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
@@ -113,15 +113,14 @@ def test_public_test_predictions_cover_every_test_image(smoke_run):
 def test_export_on_raw_jpeg_bytes_equals_the_keras_model(smoke_run):
     root, cfg, demo = smoke_run
     model = build_model(cfg, 2)
-    classifier = compile_classifier(model, cfg.train, 1, 2)
-    classifier.load_weights(os.path.join(cfg.run_dir, "fivek", CHECKPOINT))
+    model.load_weights(os.path.join(cfg.run_dir, "fivek", BEST))
     files = sorted((demo / "images").iterdir())[:5]
     encoded = [f.read_bytes() for f in files]
     served = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["serving_default"](
         image_bytes=tf.constant(encoded)
     )
     pixels = np.stack([model_pixels(e, cfg.data.image_size).numpy() for e in encoded])
-    expected = keras.ops.convert_to_numpy(keras.ops.softmax(classifier(pixels, training=False)))
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(model(pixels, training=False)["logits"]))
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
     embedding = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["embed"](
         image_bytes=tf.constant(encoded)
@@ -140,14 +139,16 @@ def test_a_stage_without_its_previous_table_exits_2_and_writes_nothing(tmp_path,
 def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
     root, cfg, _ = smoke_run
     previous = os.path.join(cfg.run_dir, "distancing", "table.csv")
+    # A stage run alone in a fresh run dir starts from scratch only when told to: init_from=previous
+    # would need the distancing checkpoint (exit 2, tested below).
     args = overrides(tmp_path, "stage=fivek", f"pseudo_label.input_table={previous}", f"data.demo_root={root}/demo",
-                     "export.tflite=[float32,int8]")
+                     "export.tflite=[float32,int8]", "train.stages.2.init_from=none")
     assert main(args) == 0
     out = compose(args)
     metrics = json.loads(open(os.path.join(out.run_dir, "fivek", "metrics.json")).read())
     completed = pd.read_csv(previous)
     assert metrics["human_labelled"] == int((completed["5k_source"] == "human").sum())
-    assert metrics["warm_start"] is None  # no distancing checkpoint in this run dir
+    assert metrics["warm_start"] is None
     # TFLite next to the SavedModel, compared with Keras on the validation rows.
     flat, int8 = metrics["export"]["tflite_float32"], metrics["export"]["tflite_int8"]
     assert flat["path"].endswith("saved/fivek/fivek.float32.tflite") and os.path.isfile(int8["path"])

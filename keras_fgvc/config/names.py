@@ -1,0 +1,142 @@
+"""Every name a config gives is checked against its registry when the config is composed.
+
+Backbones (and their builder options), heads, augmentation presets and layers, losses (and their
+options), optimiser and schedule names in stage overrides, stage names, ``init_from``, ``freeze``
+and teachers: a wrong one is a one-line ConfigError before any file is written, instead of a
+KeyError traceback halfway through a run.
+"""
+
+import dataclasses
+import difflib
+import os
+import re
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from keras_fgvc.config.schema import CHOICES, TrainConfig
+from keras_fgvc.errors import UserError
+
+FREEZE = re.compile(r"^(none|backbone|backbone_except_last_([1-9][0-9]*))$")
+# Outputs of a training view that a loss may read besides the margin heads' "<head>_logits".
+BASE_OUTPUTS = ("logits", "embedding", "pre_logits")
+# Stage-level overrides may set these train.* keys (everything but the stage list itself).
+TRAIN_OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "stages")
+
+
+def _error(message):
+    from keras_fgvc.config.validate import ConfigError
+
+    return ConfigError(message)
+
+
+def _unknown(kind: str, key: str, value, known) -> Exception:
+    known = sorted(map(str, known))
+    hint = difflib.get_close_matches(str(value), known, n=1)
+    suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+    return _error(f"config key '{key}': unknown {kind} '{value}'; known: {', '.join(known)}.{suggestion}")
+
+
+def check_backbone(model_cfg):
+    from keras_fgvc.models.registry import builder_options, list_backbones
+
+    if model_cfg.backbone not in list_backbones():
+        raise _unknown("backbone", "model.backbone", model_cfg.backbone, list_backbones())
+    accepted = builder_options(model_cfg.backbone)
+    for option in model_cfg.backbone_kwargs:
+        if option not in accepted:
+            raise _unknown(f"option of backbone '{model_cfg.backbone}'", f"model.backbone_kwargs.{option}", option,
+                           accepted or ["(none)"])
+
+
+def check_augment(preset, steps, key: str):
+    from keras_fgvc.augment import presets
+
+    if steps is None:
+        if preset not in presets.PRESETS:
+            raise _unknown("augmentation preset", key, preset, presets.PRESETS)
+        return
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or len(step) != 1:
+            raise _error(f"config key '{key}' step {index}: give one {{layer: kwargs}} mapping, got {step!r}")
+        (layer,) = step
+        try:
+            presets.resolve_layer(layer)
+        except KeyError:
+            raise _error(f"config key '{key}' step {index}: unknown augmentation layer '{layer}' "
+                         "(looked in keras_fgvc.augment and keras.layers)") from None
+
+
+def check_train_overrides(overrides: dict, key: str) -> None:
+    for name in overrides:
+        if name not in TRAIN_OVERRIDABLE:
+            raise _unknown("train key", f"{key}.{name}", name, TRAIN_OVERRIDABLE)
+    try:
+        merged = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(overrides)))
+    except OmegaConfBaseException as error:
+        raise _error(f"config key '{key}.{getattr(error, 'key', '?')}': {str(error).splitlines()[0]}") from None
+    for name in overrides:
+        allowed = CHOICES.get(f"train.{name}")
+        if allowed and getattr(merged, name) not in allowed:
+            raise _error(f"config key '{key}.{name}' = {overrides[name]!r}; choose one of: {', '.join(map(str, allowed))}")
+
+
+def loss_outputs(heads) -> list[str]:
+    from keras_fgvc.models.heads import output_key
+
+    return [*BASE_OUTPUTS, *(output_key(head) for head in heads if head != "softmax")]
+
+
+def check_stages(cfg):
+    from keras_fgvc.losses import check_loss
+
+    stages = cfg.train.stages
+    names = [stage.name for stage in stages]
+    if not stages:
+        raise _error("config key 'train.stages' is empty; a pipeline needs at least one stage")
+    for position, stage in enumerate(stages):
+        key = f"train.stages.{position}"
+        if not stage.name or stage.name == "all" or names.count(stage.name) > 1:
+            raise _error(f"config key '{key}.name' = {stage.name!r}: stage names must be unique, non-empty and not 'all'")
+        earlier = names[:position]
+        if stage.init_from not in ("previous", "none", *earlier) and not os.path.isfile(stage.init_from):
+            raise _error(f"config key '{key}.init_from' = {stage.init_from!r}: give previous, none, an earlier stage "
+                         f"({', '.join(earlier) or 'none before this one'}) or an existing weights file")
+        if stage.epochs is not None and stage.epochs < 1:
+            raise _error(f"config key '{key}.epochs' = {stage.epochs}: must be at least 1")
+        if not FREEZE.match(stage.freeze):
+            raise _error(f"config key '{key}.freeze' = {stage.freeze!r}; give none, backbone or backbone_except_last_<N>")
+        check_train_overrides(stage.train, f"{key}.train")
+        if stage.augment is not None or stage.augment_steps is not None:
+            check_augment(stage.augment, stage.augment_steps, f"{key}.augment")
+        if stage.augment_runs_in not in (None, *CHOICES["augment.runs_in"]):
+            raise _error(f"config key '{key}.augment_runs_in' = {stage.augment_runs_in!r}; choose one of: model, data")
+        outputs = loss_outputs(cfg.model.heads)
+        if not stage.losses:
+            raise _error(f"config key '{key}.losses' is empty; name at least one loss")
+        for output, terms in stage.losses.items():
+            if output not in outputs:
+                raise _unknown("model output", f"{key}.losses.{output}", output, outputs)
+            for index, term in enumerate(terms):
+                try:
+                    check_loss(term.name, term.kwargs)
+                except UserError as error:
+                    raise _error(f"config key '{key}.losses.{output}.{index}': {error}") from None
+        for output in stage.targets:
+            if output not in stage.losses:
+                raise _error(f"config key '{key}.targets.{output}': no loss is trained on output '{output}'")
+        if stage.teacher is not None and stage.teacher not in earlier and not os.path.exists(stage.teacher):
+            raise _error(f"config key '{key}.teacher' = {stage.teacher!r}: give an earlier stage "
+                         f"({', '.join(earlier) or 'none before this one'}) or an existing model file")
+    if cfg.stage != "all" and cfg.stage not in names:
+        raise _unknown(f"stage of pipeline {cfg.pipeline}", "stage", cfg.stage, ["all", *names])
+
+
+def check_names(cfg):
+    """Raise ConfigError for the first name in ``cfg`` that its registry does not know."""
+    from keras_fgvc.models.build import check_heads
+
+    check_backbone(cfg.model)
+    check_heads(cfg.model.heads)
+    check_augment(cfg.augment.preset, cfg.augment.steps, "augment.preset" if cfg.augment.steps is None else "augment.steps")
+    check_stages(cfg)

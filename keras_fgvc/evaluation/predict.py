@@ -1,0 +1,36 @@
+"""Prediction over a Table: the same tf.data decode + resize as training, no augmentation."""
+
+import numpy as np
+
+
+def predict_table(model, table, image_size: int, batch_size: int = 64, output: str = "logits", channels: int = 3):
+    """``model``'s ``output`` for every row of ``table``, in row order, as a NumPy array.
+
+    Args:
+        model: an inference model (``build_model``), dict or single output.
+        table: a Table with a ``path`` column (may be empty).
+        image_size: the side the model was trained at.
+        batch_size: prediction batch.
+        output: the output key to return for dict-output models.
+        channels: image channels.
+
+    Example:
+        >>> logits = predict_table(model, test_rows, 64)  # (len(test_rows), classes)  # doctest: +SKIP
+    """
+    from keras_fgvc.data.pipeline import PipelineSpec, build
+
+    predicted_output = model.output[output] if isinstance(model.output, dict) else model.output
+    if len(table) == 0:
+        return np.zeros((0, *predicted_output.shape[1:]), "float32")
+    dataset = build(table, PipelineSpec(image_size, batch_size, channels=channels, cache=False), training=False)
+    predicted = model.predict(dataset.map(lambda inputs: inputs["image"]), verbose=0)
+    return np.asarray(predicted[output] if isinstance(predicted, dict) else predicted)
+
+
+def predict_probabilities(model, table, image_size: int, batch_size: int = 64) -> np.ndarray:
+    """Softmax of ``predict_table``'s logits: float32 [rows, classes]."""
+    logits = predict_table(model, table, image_size, batch_size).astype("float64")
+    if len(logits) == 0:
+        return logits.astype("float32")
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype("float32")

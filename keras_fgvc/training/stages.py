@@ -1,0 +1,286 @@
+"""The training engine: a pipeline is a list of stages declared in its YAML (``train.stages``).
+
+For any stage the engine builds the model in the strategy scope, warm-starts it (``init_from``),
+freezes what the stage says, compiles the ``Trainer`` with the stage's losses (looked up by name,
+keyed by model output), optimiser and schedule, and fits it with the standard callbacks; the
+inference model comes back holding the best checkpoint's weights. A driver only adds what is
+specific to its system (5K label completion, Hotel-ID gallery, Squeeze report):
+
+    for stage in stages_to_run(cfg):
+        run = train_stage(cfg, plan, stage, lambda: build_model(cfg, k), train_rows, val_rows, label="label", num_classes=k)
+        probabilities = predict_table(run.model, rows, cfg.data.image_size)
+
+Stage files live in ``<run_dir>/<stage>/``: ``best.weights.h5``, ``last.weights.h5``, ``history.csv``.
+"""
+
+import dataclasses
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import keras
+
+from keras_fgvc.errors import UserError
+from keras_fgvc.training.callbacks import BEST, monitor_mode, stage_callbacks
+
+# "block3_...", "stage2_block1_...", "stage1_unit2_...", keras.applications' "block1a_...".
+_BLOCK = re.compile(r"^(.*?(?:block|unit)\d+[a-z]?)_")
+
+
+@dataclass
+class StageRun:
+    """What a trained stage hands back to its driver."""
+
+    stage: object  # StageConfig
+    model: keras.Model  # the inference model, holding the best checkpoint's weights
+    history: dict
+    folder: str
+    info: dict  # warm start, frozen layers, epochs run, best epoch
+
+
+def stages_to_run(cfg) -> list:
+    """The StageConfigs ``cfg.stage`` selects (all of them, in order, for ``stage=all``)."""
+    stages = cfg.train.stages
+    return list(stages) if cfg.stage == "all" else [s for s in stages if s.name == cfg.stage]
+
+
+def stage_folder(cfg, name: str) -> str:
+    return os.path.join(cfg.run_dir, name)
+
+
+def previous_stage(cfg, stage):
+    """The stage declared just before ``stage`` (None for the first)."""
+    names = [s.name for s in cfg.train.stages]
+    index = names.index(stage.name)
+    return cfg.train.stages[index - 1] if index else None
+
+
+def stage_train_config(cfg, stage):
+    """``cfg.train`` with the stage's overrides and epochs applied."""
+    merged = dataclasses.replace(cfg.train, **stage.train)
+    return dataclasses.replace(merged, epochs=stage.epochs or merged.epochs)
+
+
+def init_weights(cfg, stage) -> Optional[str]:
+    """The weights file ``stage`` starts from, or None; UserError when it should exist and does not."""
+    source = stage.init_from
+    if source == "none":
+        return None
+    if source == "previous":
+        before = previous_stage(cfg, stage)
+        if before is None:
+            return None
+        source = before.name
+    if source in [s.name for s in cfg.train.stages]:
+        path = os.path.join(stage_folder(cfg, source), BEST)
+        if not os.path.isfile(path):
+            raise UserError(
+                f"stage '{stage.name}' starts from stage '{source}': {path} not found "
+                f"(run stage={source} first, or stage=all)"
+            )
+        return path
+    if not os.path.isfile(source):
+        raise UserError(f"stage '{stage.name}': init_from weights file {source} not found")
+    return source
+
+
+def check_can_start(cfg, stages) -> None:
+    """Before anything is written: the first selected stage's inputs from earlier stages exist."""
+    if stages:
+        init_weights(cfg, stages[0])
+        teacher = stages[0].teacher
+        if teacher in [s.name for s in cfg.train.stages] and not os.path.isfile(os.path.join(stage_folder(cfg, teacher), BEST)):
+            raise UserError(f"stage '{stages[0].name}' distils from stage '{teacher}', which has not run yet "
+                            f"(run stage={teacher} first, or stage=all)")
+
+
+def warm_start(model: keras.Model, path: str) -> list[str]:
+    """Load ``path`` into ``model`` layer by layer; returns the layers it could not fill.
+
+    Layers match by name, so a stage may add a head or change the number of classes: what does
+    not match keeps its fresh initialisation and is reported (Keras' ``skip_mismatch``).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path, skip_mismatch=True)
+    skipped = []
+    for warning in caught:
+        text = str(warning.message)
+        if "Skipping variable loading" in text or "skip" in text.lower():
+            skipped.append(text.splitlines()[0][:200])
+    return skipped
+
+
+def _weight_layers(model):
+    """Every layer of ``model`` that owns weights, nested models flattened, in graph order."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, keras.Model) and layer.weights:
+            yield layer
+
+
+def freeze(model: keras.Model, spec: str) -> list[str]:
+    """Apply a stage's ``freeze`` to ``model``; returns the names of the frozen layers.
+
+    ``backbone`` freezes the whole backbone; ``backbone_except_last_<N>`` keeps its last N blocks
+    (and the layers after them) training, the usual fine-tuning recipe for pretrained backbones.
+    Frozen BatchNorm layers run in inference mode (Keras 3 semantics).
+    """
+    if spec == "none":
+        return []
+    backbone = model.get_layer("backbone")
+    if spec == "backbone":
+        backbone.trainable = False
+        return [layer.name for layer in _weight_layers(backbone)]
+    keep_blocks = int(spec.rsplit("_", 1)[1])
+    layers = list(_weight_layers(backbone))
+    blocks = list(dict.fromkeys(m.group(1) for m in map(_BLOCK.match, (layer.name for layer in layers)) if m))
+    if not blocks:
+        raise UserError(f"freeze={spec}: backbone '{backbone.name}' has no layers named by block; use freeze=backbone")
+    kept = set(blocks[-keep_blocks:])
+    last_block_index = max(i for i, layer in enumerate(layers) if _BLOCK.match(layer.name))
+    frozen = []
+    for index, layer in enumerate(layers):
+        match = _BLOCK.match(layer.name)
+        trainable = (match.group(1) in kept) if match else index > last_block_index
+        if not trainable:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
+
+
+def stage_augmentation(cfg, stage):
+    """``(image_layer, placement, mixing)`` of a stage: image-only steps and where they run,
+    and the label-mixing steps (always tf.data; they need the labels)."""
+    from keras_fgvc.augment import presets
+
+    if stage.augment_steps is not None:
+        steps = stage.augment_steps
+    elif stage.augment is not None:
+        steps = presets.get(stage.augment)
+    else:
+        steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
+    image_steps, mixing_steps = presets.split_label_mixing(steps)
+    placement = stage.augment_runs_in or cfg.augment.runs_in
+    image_layer = presets.build(image_steps, name=f"{stage.name}_augment") if image_steps else None
+    mixing = None
+    if mixing_steps:
+        layers = [presets.resolve_layer(name)(**(kwargs or {})) for step in mixing_steps for name, kwargs in step.items()]
+
+        def mixing(data, training=True):
+            for layer in layers:
+                data = layer(data, training=training)
+            return data
+
+    return image_layer, placement, mixing
+
+
+def loss_terms(stage, network: keras.Model, num_classes: int) -> list:
+    """The stage's ``LossTerm`` list, each loss built from the registry with its output's context."""
+    from keras_fgvc.losses import build_loss
+    from keras_fgvc.training.trainer import LossTerm
+
+    terms = []
+    for output, items in stage.losses.items():
+        context = {"num_classes": num_classes, "dim": int(network.output[output].shape[-1]), "output": output}
+        for item in items:
+            terms.append(LossTerm(output, item.name, float(item.weight), build_loss(item.name, item.kwargs, context)))
+    return terms
+
+
+def load_teacher(cfg, stage, model_fn):
+    """The frozen teacher of a distillation stage: an earlier stage's best weights, or a model file."""
+    if stage.teacher is None:
+        return None
+    if stage.teacher in [s.name for s in cfg.train.stages]:
+        teacher = model_fn()
+        teacher.load_weights(os.path.join(stage_folder(cfg, stage.teacher), BEST))
+    else:
+        teacher = keras.saving.load_model(stage.teacher, safe_mode=True)
+    teacher.trainable = False
+    return teacher
+
+
+def default_metrics(targets: dict) -> dict:
+    """Accuracy on ``logits`` when a stage trains it (the metric every classifier logs)."""
+    return {"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]} if "logits" in targets else {}
+
+
+def train_stage(cfg, plan, stage, model_fn: Callable[[], keras.Model], train_rows, val_rows, label: str,
+                num_classes: int, metrics_fn: Optional[Callable[[dict], dict]] = None, wandb_run=None) -> StageRun:
+    """Train one stage end to end (see the module docstring).
+
+    Args:
+        cfg: the run's Config.
+        plan: ``training.precision.RuntimePlan`` (strategy, jit).
+        stage: the StageConfig to train.
+        model_fn: builds the stage's inference model (called inside the strategy scope).
+        train_rows, val_rows: Tables of training / validation rows (val may be empty).
+        label: the table column every trained output reads unless ``stage.targets`` names another.
+        num_classes: classes of the heads (context for losses such as center loss).
+        metrics_fn: ``targets -> {output: [metrics]}``; default: accuracy on ``logits``.
+        wandb_run: a W&B run to log to (None: none).
+
+    Returns:
+        StageRun with the inference model at its best epoch.
+    """
+    from keras_fgvc.data.pipeline import PipelineSpec, build
+    from keras_fgvc.models.build import training_model
+    from keras_fgvc.training.optimizers import make_optimizer
+    from keras_fgvc.training.trainer import Trainer
+
+    folder = stage_folder(cfg, stage.name)
+    os.makedirs(folder, exist_ok=True)
+    train_cfg = stage_train_config(cfg, stage)
+    keras.utils.set_random_seed(cfg.seed)
+    # data.batch_size is per replica; the global batch feeds the dataset and the LR rule.
+    global_batch = cfg.data.batch_size * plan.strategy.num_replicas_in_sync
+    targets = {output: stage.targets.get(output, label) for output in stage.losses}
+    # A margin head puts its margin on the label it is given (an input of the training view).
+    has_margin_head = any(head != "softmax" for head in cfg.model.heads)
+    margin_targets = [column for key, column in targets.items() if key.endswith("_logits")]
+    label_input = (margin_targets[0] if margin_targets else label) if has_margin_head else None
+    spec = PipelineSpec(cfg.data.image_size, global_batch, targets=targets, label_input=label_input,
+                        cache=cfg.data.cache, seed=cfg.seed, num_classes=num_classes)
+    image_layer, placement, mixing = stage_augmentation(cfg, stage)
+    train_ds = build(train_rows, spec, training=True, augment=image_layer if placement == "data" else None, mixing=mixing)
+    val_ds = build(val_rows, spec, training=False) if len(val_rows) else None
+    steps = train_cfg.steps_per_epoch or max(1, math.ceil(len(train_rows) / global_batch))
+    init_path = init_weights(cfg, stage)
+    with plan.strategy.scope():
+        model = model_fn()
+        skipped = warm_start(model, init_path) if init_path else []
+        frozen = freeze(model, stage.freeze)
+        network = training_model(model)
+        trainer = Trainer(
+            network, loss_terms(stage, network, num_classes),
+            augment=image_layer if placement == "model" else None,
+            teacher=load_teacher(cfg, stage, model_fn),
+            metrics=(metrics_fn or default_metrics)(targets),
+            name=f"{stage.name}_trainer",
+        )
+        optimizer = make_optimizer(train_cfg, steps, global_batch)
+        trainer.compile(optimizer=optimizer, jit_compile=plan.jit_compile)
+    monitor = train_cfg.monitor if val_ds is not None else train_cfg.monitor.removeprefix("val_")
+    callbacks = stage_callbacks(train_cfg, folder, model, monitor, wandb_run, cfg.tracking.tensorboard)
+    history = trainer.fit(
+        train_ds.repeat() if train_cfg.steps_per_epoch else train_ds,
+        validation_data=val_ds,
+        epochs=train_cfg.epochs,
+        steps_per_epoch=train_cfg.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    checkpoint = next(c for c in callbacks if hasattr(c, "best_epoch"))
+    best = os.path.join(folder, BEST)
+    if os.path.isfile(best):
+        model.load_weights(best)  # the best epoch, not the last
+    info = {
+        "init_from": init_path, "warm_start_skipped": skipped, "frozen_layers": len(frozen),
+        "epochs_run": len(history.history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
+        "monitor": monitor, "monitor_mode": monitor_mode(monitor), "best_value": checkpoint.best,
+        "global_batch": global_batch,
+    }
+    return StageRun(stage, model, history.history, folder, info)

@@ -1,0 +1,178 @@
+"""The engine end to end on a tiny GhostNet: three stages where each starts from the previous one's
+weights, freezes what it declares (bit-identical afterwards) and trains its own losses."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from keras_fgvc.config import to_config
+from keras_fgvc.config.validate import ConfigError
+from keras_fgvc.errors import UserError
+from keras_fgvc.models import build_model
+from keras_fgvc.training.callbacks import BEST, LAST
+from keras_fgvc.training.precision import configure
+from keras_fgvc.training.stages import check_can_start, freeze, stages_to_run, train_stage
+
+SIZE, CLASSES, ROWS, BATCH = 32, 4, 32, 8
+
+STAGES = [
+    {"name": "a", "init_from": "none", "losses": {"logits": [{"name": "sparse_ce"}]}},
+    {"name": "b", "freeze": "backbone", "train": {"optimizer": "sgd", "learning_rate": 0.01},
+     "losses": {"logits": [{"name": "label_smoothing_ce", "kwargs": {"epsilon": 0.1}}],
+                "embedding": [{"name": "batch_hard_triplet", "weight": 0.5}]}},
+    {"name": "c", "freeze": "backbone_except_last_2",
+     "losses": {"logits": [{"name": "sparse_ce"}], "pre_logits": [{"name": "center", "weight": 0.01}]}},
+]
+
+
+def write_images(folder, rows, seed=0):
+    """Class k is a flat colour k plus noise: enough signal for a real (if tiny) training run."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220], [220, 220, 40]], "float32")
+    paths, labels = [], []
+    for i in range(rows):
+        label = i % CLASSES
+        pixels = np.clip(colours[label] + rng.normal(0, 25, (SIZE, SIZE, 3)), 0, 255).astype("uint8")
+        path = os.path.join(folder, f"{i:03d}.png")
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+        labels.append(label)
+    return pd.DataFrame({"path": paths, "label": labels})
+
+
+def make_cfg(root, stages=STAGES, **extra):
+    tree = {
+        "runs_root": str(root / "runs"), "name": "engine", "seed": 0,
+        "data": {"image_size": SIZE, "batch_size": BATCH, "cache": True},
+        "model": {"backbone": "ghostnet_050", "backbone_kwargs": {"out_channels": 32}, "dropout": 0.0, "l2": 0.0},
+        "augment": {"preset": "none"},
+        "train": {"epochs": 1, "optimizer": "adamw", "learning_rate": 1e-3, "schedule": "constant", "stages": stages},
+        "tracking": {"wandb": "disabled"},
+        **extra,
+    }
+    return to_config(tree)
+
+
+@pytest.fixture(scope="module")
+def three_stages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    (root / "images").mkdir()
+    table = write_images(str(root / "images"), ROWS)
+    cfg = make_cfg(root)
+    plan = configure(cfg.runtime)
+    runs = {}
+    for stage in stages_to_run(cfg):
+        runs[stage.name] = train_stage(cfg, plan, stage, lambda: build_model(cfg, CLASSES), table, table.iloc[:8],
+                                       "label", CLASSES)
+    return cfg, runs
+
+
+def weights_of(cfg, stage, which=BEST):
+    model = build_model(cfg, CLASSES)
+    model.load_weights(os.path.join(cfg.run_dir, stage, which))
+    return model
+
+
+def layer_weights(model, names):
+    backbone = model.get_layer("backbone")
+    return {name: [w.numpy() for w in backbone.get_layer(name).weights] for name in names}
+
+
+def backbone_layer_names(model):
+    return [layer.name for layer in model.get_layer("backbone").layers if layer.weights]
+
+
+def test_each_stage_writes_best_last_and_history(three_stages):
+    cfg, runs = three_stages
+    for name in ("a", "b", "c"):
+        for file in (BEST, LAST, "history.csv"):
+            assert os.path.isfile(os.path.join(cfg.run_dir, name, file)), (name, file)
+        assert runs[name].info["epochs_run"] == 1
+    assert runs["a"].info["init_from"] is None
+    assert runs["b"].info["init_from"] == os.path.join(cfg.run_dir, "a", BEST)
+    assert runs["c"].info["init_from"] == os.path.join(cfg.run_dir, "b", BEST)
+    assert runs["b"].info["warm_start_skipped"] == [] and runs["c"].info["warm_start_skipped"] == []
+
+
+def test_stage_b_starts_from_a_and_its_frozen_backbone_stays_bit_identical(three_stages):
+    cfg, _ = three_stages
+    a, b = weights_of(cfg, "a"), weights_of(cfg, "b")
+    names = backbone_layer_names(a)
+    before, after = layer_weights(a, names), layer_weights(b, names)
+    for name in names:
+        for x, y in zip(before[name], after[name]):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+    # ...while the head trained on its new losses.
+    assert not np.array_equal(a.get_layer("logits").kernel.numpy(), b.get_layer("logits").kernel.numpy())
+
+
+def test_stage_c_trains_only_the_last_two_blocks_and_what_follows(three_stages):
+    cfg, runs = three_stages
+    b, c = weights_of(cfg, "b"), weights_of(cfg, "c")
+    names = backbone_layer_names(b)
+    before, after = layer_weights(b, names), layer_weights(c, names)
+    changed = {n for n in names if any(not np.array_equal(x, y) for x, y in zip(before[n], after[n]))}
+    trainable = {n for n in names if n.startswith(("block14_", "block15_", "last", "head_conv"))}
+    assert changed and changed <= trainable, changed - trainable
+    assert runs["c"].info["frozen_layers"] == len(names) - len(trainable)
+
+
+def test_each_stage_logs_its_own_loss_terms_and_their_weighted_sum(three_stages):
+    cfg, _ = three_stages
+    history = {name: pd.read_csv(os.path.join(cfg.run_dir, name, "history.csv")) for name in ("a", "b", "c")}
+    terms = {name: {c for c in h.columns if c.endswith(("_ce", "_triplet", "_center")) and not c.startswith("val_")}
+             for name, h in history.items()}
+    assert terms == {"a": {"logits_sparse_ce"}, "b": {"logits_label_smoothing_ce", "embedding_batch_hard_triplet"},
+                     "c": {"logits_sparse_ce", "pre_logits_center"}}
+    b = history["b"].iloc[0]
+    # Equal batches (32 rows / 8) and no regulariser: the logged loss is exactly the weighted sum.
+    assert b["loss"] == pytest.approx(b["logits_label_smoothing_ce"] + 0.5 * b["embedding_batch_hard_triplet"], rel=1e-5)
+    c = history["c"].iloc[0]
+    assert c["loss"] == pytest.approx(c["logits_sparse_ce"] + 0.01 * c["pre_logits_center"], rel=1e-5)
+
+
+def test_a_later_stage_alone_needs_the_earlier_checkpoint(tmp_path):
+    cfg = make_cfg(tmp_path, stage="b")
+    assert [s.name for s in stages_to_run(cfg)] == ["b"]
+    with pytest.raises(UserError, match=r"stage 'b' starts from stage 'a': .*best.weights.h5 not found \(run stage=a first"):
+        check_can_start(cfg, stages_to_run(cfg))
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"name": "a"}, "stage names must be unique"),
+    ({"init_from": "zzz"}, "init_from"),
+    ({"freeze": "half"}, "backbone_except_last_<N>"),
+    ({"losses": {"logits": [{"name": "sparse_cee"}]}}, "Did you mean 'sparse_ce'"),
+    ({"losses": {"logit": [{"name": "sparse_ce"}]}}, "unknown model output 'logit'"),
+    ({"train": {"learning_rat": 0.1}}, "Did you mean 'learning_rate'"),
+    ({"train": {"schedule": "cosinus"}}, "choose one of: cosine"),
+    ({"augment": "nope"}, "unknown augmentation preset 'nope'"),
+])
+def test_stage_mistakes_are_config_errors_naming_the_key(tmp_path, change, message):
+    stages = [STAGES[0], {**STAGES[1], **change}]
+    with pytest.raises(ConfigError, match=message):
+        make_cfg(tmp_path, stages=stages)
+
+
+def test_unknown_stage_backbone_and_backbone_option_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown stage of pipeline fivek 'z'; known: a, all, b, c"):
+        make_cfg(tmp_path, stage="z")
+    with pytest.raises(ConfigError, match=r"unknown backbone 'ghostnet_5'.*Did you mean"):
+        to_config({"model": {"backbone": "ghostnet_5"}})
+    with pytest.raises(ConfigError, match=r"model.backbone_kwargs.out_chanels.*Did you mean 'out_channels'"):
+        to_config({"model": {"backbone": "ghostnet_050", "backbone_kwargs": {"out_chanels": 8}}})
+
+
+def test_freeze_backbone_except_last_blocks_counts_blocks_not_layers():
+    cfg = to_config({"data": {"image_size": SIZE}, "model": {"backbone": "ghostnet_050"}})
+    model = build_model(cfg, CLASSES)
+    frozen = set(freeze(model, "backbone_except_last_1"))
+    backbone = model.get_layer("backbone")
+    trainable = {layer.name for layer in backbone.layers if layer.weights and layer.trainable}
+    assert all(n.startswith(("block15_", "last", "head_conv")) for n in trainable) and any(n.startswith("block15_") for n in trainable)
+    weighted = {layer.name for layer in backbone.layers if layer.weights}
+    assert frozen == weighted - trainable and any(n.startswith("stem") for n in frozen)

@@ -3,6 +3,7 @@
 import dataclasses
 
 from keras_fgvc.config.schema import CHOICES, Config
+from keras_fgvc.config.validate import _list_item
 
 USAGE = """usage: python run.py [pipeline=NAME] [stage=STAGE] [task=TASK] [smoke=true] [key=value ...]
 
@@ -19,9 +20,10 @@ examples:
 """
 
 
-def help_text(pipelines: list[str]) -> str:
+def help_text(pipelines: list[str], schema=Config) -> str:
+    """The help page; ``schema`` is the chosen pipeline's (its own options group included)."""
     lines = [USAGE, f"pipelines: {', '.join(pipelines)} (files in pipelines/)", "", "config keys (default):"]
-    lines += _describe(Config, "")
+    lines += _describe(schema, "")
     return "\n".join(lines)
 
 
@@ -31,6 +33,11 @@ def _describe(schema, prefix):
         dotted = prefix + f.name
         if dataclasses.is_dataclass(f.type):
             lines += _describe(f.type, dotted + ".")
+            continue
+        item = _list_item(f.type)
+        if item is not None:  # train.stages: a list of stage configs, indexed on the command line
+            lines.append(f"  {dotted} = [...]   a list; set one entry's key as {dotted}.<index>.<key>, keys:")
+            lines += [f"    {line.strip()}" for line in _describe(item, "")]
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         choices = CHOICES.get(dotted)

@@ -42,32 +42,35 @@ def schema_at(path: str, schema=Config):
 
 
 def check_key(dotted: str, schema=Config, source: str = "override"):
-    """Raise ConfigError unless ``dotted`` names a declared key (free-form dict values excepted)."""
-    node, walked = schema, []
-    parts = dotted.split(".")
-    for index, part in enumerate(parts):
-        names = list(_fields(node))
-        if part not in names:
+    """Raise ConfigError unless ``dotted`` names a declared key (free-form dict values excepted).
+
+    A list of dataclasses (``train.stages``) is indexed by number: ``train.stages.0.epochs``.
+    """
+    node, walked, expect_index = schema, [], False
+    for part in dotted.split("."):
+        if expect_index:
+            if not part.isdigit():
+                raise ConfigError(f"config key '{dotted}' ({source}): '{'.'.join(walked)}' is a list; index it by number")
+            walked.append(part)
+            expect_index = False
+            continue
+        fields = _fields(node)
+        if part not in fields:
             where = ".".join(walked) or "the top level"
-            hint = difflib.get_close_matches(part, names, n=1)
+            hint = difflib.get_close_matches(part, list(fields), n=1)
             suggestion = f" Did you mean '{'.'.join(walked + hint)}'?" if hint else ""
             raise ConfigError(
-                f"unknown config key '{dotted}' ({source}); valid keys at {where}: {', '.join(sorted(names))}.{suggestion}"
+                f"unknown config key '{dotted}' ({source}); valid keys at {where}: {', '.join(sorted(fields))}.{suggestion}"
             )
         walked.append(part)
-        annotation = _fields(node)[part]
+        annotation = fields[part]
         if dataclasses.is_dataclass(annotation):
             node = annotation
             continue
-        item = _list_item(annotation)
-        rest = parts[index + 1:]
-        if item is None or not rest:
-            return
-        if not rest[0].isdigit():
-            raise ConfigError(f"config key '{dotted}' ({source}): '{'.'.join(walked)}' is a list; index it by number")
-        if len(rest) > 1:
-            check_key(".".join(rest[1:]), item, source)
-        return
+        node = _list_item(annotation)
+        if node is None:
+            return  # a free-form value: whatever follows is its own content
+        expect_index = True
 
 
 def _check_tree(tree: dict, schema, prefix: str, source: str):

@@ -136,7 +136,8 @@ def training_model(model: keras.Model) -> keras.Model:
         >>> trainer({"image": images, "label": labels})["arcface_logits"]  # doctest: +SKIP
     """
     embedding = model.get_layer("pre_logits").output
-    outputs = {**model.output, "pre_logits": embedding}
+    # Losses read float32 under any precision policy (the Identity casts; it has no weights).
+    outputs = {**model.output, "pre_logits": keras.layers.Identity(dtype="float32", name="pre_logits_float32")(embedding)}
     inputs = {"image": model.input}
     margin_layers = _margin_layers(model)
     if margin_layers:

@@ -97,9 +97,11 @@ class Trainer(keras.Model):
         if y_pred is None:
             y_pred = self(x, training=training)
         total = ops.convert_to_tensor(0.0, "float32")
+        # Weighted by batch size, as Keras weights its "loss" tracker, so the logged terms add up.
+        batch = ops.cast(ops.shape(keras.tree.flatten(x)[0])[0], "float32") if x is not None else None
         for term, tracker in zip(self.terms, self.term_trackers):
             value = ops.cast(term.compute(y, y_pred, training), "float32")
-            tracker.update_state(value)
+            tracker.update_state(value, sample_weight=batch)
             total = total + term.weight * value
         if self.losses:  # kernel regularisers of the network (e.g. the 5K head's L2)
             total = total + ops.cast(ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses])), "float32")

@@ -46,17 +46,18 @@ def test_nested_typo_lists_the_group_keys():
 
 
 def test_bad_choice_and_bad_type_are_config_errors():
-    with pytest.raises(ConfigError, match="train.optimizer.*sgd, adamw"):
-        compose(["train.optimizer=adam"])
+    with pytest.raises(ConfigError, match="train.optimizer.*sgd, adam, adamw"):
+        compose(["train.optimizer=adagrad"])
     with pytest.raises(ConfigError, match="train.epochs"):
         compose(["train.epochs=many"])
 
 
 def test_smoke_settings_apply_under_explicit_overrides():
     smoke = compose(["smoke=true"])
-    assert (smoke.data.image_size, smoke.train.epochs, smoke.tracking.wandb) == (32, 1, "disabled")
-    explicit = compose(["smoke=true", "train.epochs=2"])
-    assert explicit.train.epochs == 2 and explicit.data.image_size == 32
+    assert (smoke.data.image_size, smoke.tracking.wandb) == (32, "disabled")
+    assert [stage.epochs for stage in smoke.train.stages] == [1, 1, 1]
+    explicit = compose(["smoke=true", "train.stages.1.epochs=2"])
+    assert [stage.epochs for stage in explicit.train.stages] == [1, 2, 1] and explicit.data.image_size == 32
 
 
 def test_schema_keys_absent_from_the_yaml_can_be_set():
@@ -84,5 +85,31 @@ def test_cli_typo_exits_2_with_one_line_and_writes_nothing(tmp_path):
 def test_cli_help_lists_every_group_and_the_stages():
     result = subprocess.run([sys.executable, os.path.join(REPO, "run.py"), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for text in ("stage=mask", "train.epochs = ", "pseudo_label.threshold = ", "export.overwrite = ", "task=model_card"):
+    for text in ("stage=mask", "train.epochs = ", "pseudo_label.threshold = ", "export.overwrite = ", "task=model_card",
+                 "train.stages = [...]", "init_from = 'previous'"):
         assert text in result.stdout
+
+
+def test_pipeline_options_belong_to_their_pipeline():
+    cfg = compose(["pseudo_label.threshold=0.8"])
+    assert cfg.pseudo_label.threshold == 0.8
+    with pytest.raises(ConfigError, match="unknown config key 'pseudo_label.warm_start'.*valid keys at pseudo_label: input_table, threshold"):
+        compose(["pseudo_label.warm_start=false"])
+
+
+def test_stage_keys_are_indexed_and_checked():
+    cfg = compose(["train.stages.2.init_from=none", "train.stages.0.train={learning_rate: 0.01}"])
+    assert cfg.train.stages[2].init_from == "none" and cfg.train.stages[0].train == {"learning_rate": 0.01}
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.stages.0.epoch'.*Did you mean 'train.stages.0.epochs'"):
+        compose(["train.stages.0.epoch=3"])
+    with pytest.raises(ConfigError, match=r"'train.stages.0.train.learning_rat'.*Did you mean 'learning_rate'"):
+        compose(["train.stages.0.train={learning_rat: 0.01}"])
+    with pytest.raises(ConfigError, match=r"unknown stage of pipeline fivek 'mask2'; known: all, distancing, fivek, mask.*Did you mean 'mask'"):
+        compose(["stage=mask2"])
+
+
+def test_unknown_names_fail_at_compose_before_anything_runs():
+    with pytest.raises(ConfigError, match=r"model.backbone.*unknown backbone 'efficientnetv2_b9'"):
+        compose(["model.backbone=efficientnetv2_b9"])
+    with pytest.raises(ConfigError, match=r"augment.preset.*unknown augmentation preset 'fivk'.*Did you mean 'fivek'"):
+        compose(["augment.preset=fivk"])

@@ -1,4 +1,6 @@
-"""Table -> tf.data: shapes and values eagerly and inside tf.data, decode equals PIL, splits."""
+"""Table -> tf.data: the (inputs, targets) dict contract, shapes and values eagerly and inside
+tf.data, NaN labels kept for masked losses, label inputs for margin heads, mixing on the dicts,
+decode equals PIL, splits."""
 
 import io
 
@@ -24,21 +26,50 @@ def table(tmp_path):
     return pd.DataFrame(rows, columns=["path", "label"])
 
 
-def test_batches_have_the_declared_shapes_and_dtypes(table):
-    ds = build(table, PipelineSpec(16, 2, label="label", cache=False), training=True)
+def test_batches_are_inputs_and_targets_dicts_with_the_declared_shapes(table):
+    ds = build(table, PipelineSpec(16, 2, targets={"logits": "label", "embedding": "label"}, cache=False), training=True)
     batches = list(ds)
-    assert [tuple(x.shape) for x, _ in batches] == [(2, 16, 16, 3), (2, 16, 16, 3), (1, 16, 16, 3)]
-    assert batches[0][0].dtype == tf.float32 and batches[0][1].dtype == tf.int32
-    assert sorted(np.concatenate([y.numpy() for _, y in batches]).tolist()) == [0, 0, 0, 1, 1]
-    assert ds.element_spec[0].shape.as_list() == [None, 16, 16, 3]
+    assert [tuple(inputs["image"].shape) for inputs, _ in batches] == [(2, 16, 16, 3), (2, 16, 16, 3), (1, 16, 16, 3)]
+    inputs, targets = batches[0]
+    assert set(inputs) == {"image"} and set(targets) == {"logits", "embedding"}
+    assert inputs["image"].dtype == tf.float32 and targets["logits"].dtype == tf.int32
+    labels = np.concatenate([t["logits"].numpy() for _, t in batches])
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1]
+    np.testing.assert_array_equal(labels, np.concatenate([t["embedding"].numpy() for _, t in batches]))
+    assert ds.element_spec[0]["image"].shape.as_list() == [None, 16, 16, 3]
 
 
 def test_eval_order_and_pixels_match_model_pixels_eagerly(table):
-    images = np.concatenate(list(build(table, PipelineSpec(16, 4, cache=True), training=False)))
+    images = np.concatenate([b["image"] for b in build(table, PipelineSpec(16, 4, cache=True), training=False)])
     for row, image in zip(table["path"], images):
         expected = model_pixels(tf.io.read_file(row), 16).numpy()
         np.testing.assert_array_equal(image, expected)
     assert images.min() >= 0 and images.max() <= 255 and np.all(images == np.round(images))
+
+
+def test_missing_labels_stay_nan_and_label_inputs_get_minus_one(table):
+    table = table.assign(label=[0, 1, np.nan, 0, 1], other=[1, 1, 0, 0, 1])
+    spec = PipelineSpec(16, 5, targets={"logits": "label", "multi": ["label", "other"]}, label_input="label", cache=False)
+    inputs, targets = next(iter(build(table, spec, training=False)))
+    assert targets["logits"].dtype == tf.float32  # NaN = "no label" for the masked losses
+    np.testing.assert_array_equal(np.isnan(targets["logits"].numpy()), [False, False, True, False, False])
+    np.testing.assert_array_equal(targets["multi"].numpy()[:, 1], [1, 1, 0, 0, 1])
+    assert targets["multi"].shape == (5, 2)
+    np.testing.assert_array_equal(inputs["label"].numpy(), [0, 1, -1, 0, 1])  # -1: no margin on that row
+
+
+def test_label_mixing_runs_on_the_dicts_in_tf_data(table):
+    from keras_fgvc.augment import BatchCutMix
+
+    mixing = BatchCutMix(alpha=1.0, rate=1.0, label_mode="one_hot", seed=3)
+    spec = PipelineSpec(16, 5, targets={"logits": "label"}, cache=False, num_classes=2)
+    inputs, targets = next(iter(build(table, spec, training=True, mixing=mixing)))
+    soft = targets["logits"].numpy()
+    assert soft.shape == (5, 2)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-6)
+    assert not np.isin(soft, [0.0, 1.0]).all()  # some rows carry a mix of two labels
+    with pytest.raises(ValueError, match="exactly one target"):
+        build(table, PipelineSpec(16, 2, targets={"a": "label", "b": "label"}, num_classes=2), training=True, mixing=mixing)
 
 
 def test_decode_equals_pil_for_png_and_converts_channels(tmp_path):
@@ -56,12 +87,6 @@ def test_model_pixels_is_identity_at_native_size():
     pixels = np.random.default_rng(2).integers(0, 256, (12, 12, 3), dtype=np.uint8)
     encoded = tf.io.encode_png(pixels)
     np.testing.assert_array_equal(model_pixels(encoded, 12).numpy(), pixels.astype(np.float32))
-
-
-def test_missing_labels_are_refused(table):
-    table = table.assign(label=[0, 1, np.nan, 0, 1])
-    with pytest.raises(ValueError, match="label column 'label' has missing values"):
-        build(table, PipelineSpec(16, 2, label="label"), training=True)
 
 
 def test_split_rows_is_a_seeded_partition():

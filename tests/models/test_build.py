@@ -14,13 +14,9 @@ import tensorflow as tf
 from keras_fgvc.config.schema import Config
 from keras_fgvc.config.validate import ConfigError, to_config
 from keras_fgvc.models import build as build_module
-from keras_fgvc.models.build import (
-    build_model,
-    head_keys,
-    training_example,
-    training_losses,
-    training_model,
-)
+from keras_fgvc.losses import build_loss
+from keras_fgvc.models.build import build_model, head_keys, training_model
+from keras_fgvc.training.trainer import LossTerm, Trainer
 from keras_fgvc.models.registry import BackboneEntry, get_backbone
 from tests.harness import check_keras_file_roundtrip, check_mixed_precision, check_predict_on_dataset
 
@@ -90,16 +86,15 @@ def test_default_config_builds_todays_softmax_model():
     assert [t.name for t in model.inputs] == ["image"]
     assert set(model.output) == {"embedding", "logits"}
     assert head_keys(model) == ["logits"]
-    assert training_model(model) is model
-    assert list(training_losses(model)) == ["logits"]
+    view = training_model(model)
+    assert [t.name for t in view.inputs] == ["image"] and set(view.output) == {"embedding", "logits", "pre_logits"}
     x = images()
     out = model(x, training=False)
     pre_logits = numpy(keras.Model(model.input, model.get_layer("pre_logits").output)(x, training=False))
     kernel, bias = model.get_layer("logits").get_weights()
     np.testing.assert_allclose(numpy(out["logits"]), pre_logits @ kernel + bias, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(numpy(out["embedding"]), l2_normalize(pre_logits), rtol=1e-5, atol=1e-6)
-    inputs, targets = training_example(model)(x, LABELS.astype("float32"))
-    assert inputs is x and list(targets) == ["logits"]
+    np.testing.assert_allclose(numpy(view({"image": x}, training=False)["pre_logits"]), pre_logits, rtol=1e-6)
 
 
 def test_config_accepts_heads_and_build_rejects_unknown_or_repeated_ones():
@@ -172,9 +167,10 @@ def test_one_fit_step_with_summed_ce_and_arcface_loss_trains_both_heads_and_the_
         reference_arcface(cos, LABELS, s, m), LABELS
     )
 
-    trainer = training_model(model)
-    trainer.compile(optimizer=keras.optimizers.SGD(0.05), loss=training_losses(model))
-    dataset = tf.data.Dataset.from_tensor_slices((x, LABELS)).batch(BATCH).map(training_example(model))
+    terms = [LossTerm(key, "sparse_ce", 1.0, build_loss("sparse_ce")) for key in head_keys(model)]
+    trainer = Trainer(training_model(model), terms)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.05))
+    dataset = tf.data.Dataset.from_tensors(({"image": x, "label": LABELS}, {"logits": LABELS, "arcface_logits": LABELS}))
     before = {w.path: w.numpy().copy() for w in model.trainable_weights}
     history = trainer.fit(dataset, epochs=1, verbose=0)
     # Dropout 0 and no BatchNorm in this model: the training forward pass equals inference.
@@ -184,7 +180,7 @@ def test_one_fit_step_with_summed_ce_and_arcface_loss_trains_both_heads_and_the_
     assert changed == set(before), set(before) - changed  # stub conv, softmax Dense, ArcFace centres
     after = trainer.evaluate(dataset, verbose=0, return_dict=True)
     assert after["loss"] < expected_loss
-    assert set(after) >= {"logits_loss", "arcface_logits_loss"}  # one CE per head, summed into "loss"
+    assert set(after) >= {"logits_sparse_ce", "arcface_logits_sparse_ce"}  # one CE per head, summed into "loss"
 
 
 def test_model_config_and_keras_file_roundtrip_keep_both_views(tmp_path):

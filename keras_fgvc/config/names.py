@@ -14,7 +14,7 @@ import re
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from keras_fgvc.config.schema import CHOICES, TrainConfig
+from keras_fgvc.config.schema import CHOICES, ModelConfig, TrainConfig
 from keras_fgvc.errors import UserError
 
 FREEZE = re.compile(r"^(none|backbone|backbone_except_last_([1-9][0-9]*))$")
@@ -22,6 +22,7 @@ FREEZE = re.compile(r"^(none|backbone|backbone_except_last_([1-9][0-9]*))$")
 BASE_OUTPUTS = ("logits", "embedding", "pre_logits")
 # Stage-level overrides may set these train.* keys (everything but the stage list itself).
 TRAIN_OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "stages")
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 
 def _error(message):
@@ -37,15 +38,15 @@ def _unknown(kind: str, key: str, value, known) -> Exception:
     return _error(f"config key '{key}': unknown {kind} '{value}'; known: {', '.join(known)}.{suggestion}")
 
 
-def check_backbone(model_cfg):
+def check_backbone(model_cfg, group: str = "model"):
     from keras_fgvc.models.registry import builder_options, list_backbones
 
     if model_cfg.backbone not in list_backbones():
-        raise _unknown("backbone", "model.backbone", model_cfg.backbone, list_backbones())
+        raise _unknown("backbone", f"{group}.backbone", model_cfg.backbone, list_backbones())
     accepted = builder_options(model_cfg.backbone)
     for option in model_cfg.backbone_kwargs:
         if option not in accepted:
-            raise _unknown(f"option of backbone '{model_cfg.backbone}'", f"model.backbone_kwargs.{option}", option,
+            raise _unknown(f"option of backbone '{model_cfg.backbone}'", f"{group}.backbone_kwargs.{option}", option,
                            accepted or ["(none)"])
 
 
@@ -67,18 +68,21 @@ def check_augment(preset, steps, key: str):
                          "(looked in keras_fgvc.augment and keras.layers)") from None
 
 
-def check_train_overrides(overrides: dict, key: str) -> None:
+def check_overrides(overrides: dict, key: str, schema, group: str, allowed_keys):
+    """A stage's ``train``/``model`` overrides: known keys, right types, allowed choices; returns the merged group."""
     for name in overrides:
-        if name not in TRAIN_OVERRIDABLE:
-            raise _unknown("train key", f"{key}.{name}", name, TRAIN_OVERRIDABLE)
+        if name not in allowed_keys:
+            raise _unknown(f"{group} key", f"{key}.{name}", name, allowed_keys)
     try:
-        merged = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.create(overrides)))
+        merged = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(overrides)))
     except OmegaConfBaseException as error:
         raise _error(f"config key '{key}.{getattr(error, 'key', '?')}': {str(error).splitlines()[0]}") from None
     for name in overrides:
-        allowed = CHOICES.get(f"train.{name}")
-        if allowed and getattr(merged, name) not in allowed:
+        allowed = CHOICES.get(f"{group}.{name}")
+        values = getattr(merged, name)
+        if allowed and any(v not in allowed for v in (values if isinstance(values, list) else [values])):
             raise _error(f"config key '{key}.{name}' = {overrides[name]!r}; choose one of: {', '.join(map(str, allowed))}")
+    return merged
 
 
 def loss_outputs(heads) -> list[str]:
@@ -89,6 +93,7 @@ def loss_outputs(heads) -> list[str]:
 
 def check_stages(cfg):
     from keras_fgvc.losses import check_loss
+    from keras_fgvc.models.build import check_heads
 
     stages = cfg.train.stages
     names = [stage.name for stage in stages]
@@ -106,12 +111,17 @@ def check_stages(cfg):
             raise _error(f"config key '{key}.epochs' = {stage.epochs}: must be at least 1")
         if not FREEZE.match(stage.freeze):
             raise _error(f"config key '{key}.freeze' = {stage.freeze!r}; give none, backbone or backbone_except_last_<N>")
-        check_train_overrides(stage.train, f"{key}.train")
+        check_overrides(stage.train, f"{key}.train", TrainConfig, "train", TRAIN_OVERRIDABLE)
+        model_cfg = dataclasses.replace(cfg.model, **stage.model)
+        check_overrides(stage.model, f"{key}.model", ModelConfig, "model", MODEL_KEYS)
+        if stage.model:
+            check_backbone(model_cfg, f"{key}.model")
+            check_heads(model_cfg.heads)
         if stage.augment is not None or stage.augment_steps is not None:
             check_augment(stage.augment, stage.augment_steps, f"{key}.augment")
         if stage.augment_runs_in not in (None, *CHOICES["augment.runs_in"]):
             raise _error(f"config key '{key}.augment_runs_in' = {stage.augment_runs_in!r}; choose one of: model, data")
-        outputs = loss_outputs(cfg.model.heads)
+        outputs = loss_outputs(model_cfg.heads)
         if not stage.losses:
             raise _error(f"config key '{key}.losses' is empty; name at least one loss")
         for output, terms in stage.losses.items():

@@ -91,6 +91,8 @@ class StageConfig:
     epochs: Optional[int] = None
     # Overrides of train.* optimiser/schedule keys for this stage, e.g. {learning_rate: 5e-5}.
     train: dict = field(default_factory=dict)
+    # Overrides of model.* keys, e.g. a distillation student's {backbone: squeezenext_23v5_200}.
+    model: dict = field(default_factory=dict)
     # "none" | "backbone" | "backbone_except_last_<N>" (the backbone's last N blocks keep training)
     freeze: str = "none"
     # Augmentation preset / steps / placement for this stage (None: the augment group's).

@@ -187,7 +187,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     heldout = table[table["split"] == "test"]
     wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage.name}", {"stage": stage.name})
     try:
-        trained = train_stage(cfg, plan, stage, lambda: build_model(cfg, NUM_CLASSES), train_rows, val_rows,
+        trained = train_stage(cfg, plan, stage, lambda stage_cfg: build_model(stage_cfg, NUM_CLASSES), train_rows, val_rows,
                               label, NUM_CLASSES, metrics_fn=fivek_metrics, wandb_run=wandb_run)
 
         def probabilities(rows):

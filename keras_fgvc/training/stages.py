@@ -7,7 +7,7 @@ inference model comes back holding the best checkpoint's weights. A driver only 
 specific to its system (5K label completion, Hotel-ID gallery, Squeeze report):
 
     for stage in stages_to_run(cfg):
-        run = train_stage(cfg, plan, stage, lambda: build_model(cfg, k), train_rows, val_rows, label="label", num_classes=k)
+        run = train_stage(cfg, plan, stage, lambda c: build_model(c, k), train_rows, val_rows, "label", k)
         probabilities = predict_table(run.model, rows, cfg.data.image_size)
 
 Stage files live in ``<run_dir>/<stage>/``: ``best.weights.h5``, ``last.weights.h5``, ``history.csv``.
@@ -56,6 +56,11 @@ def previous_stage(cfg, stage):
     names = [s.name for s in cfg.train.stages]
     index = names.index(stage.name)
     return cfg.train.stages[index - 1] if index else None
+
+
+def stage_config(cfg, stage):
+    """``cfg`` as the stage sees it: ``model`` with the stage's overrides (e.g. a student backbone)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **stage.model)) if stage.model else cfg
 
 
 def stage_train_config(cfg, stage):
@@ -191,11 +196,13 @@ def loss_terms(stage, network: keras.Model, num_classes: int) -> list:
 
 
 def load_teacher(cfg, stage, model_fn):
-    """The frozen teacher of a distillation stage: an earlier stage's best weights, or a model file."""
+    """The frozen teacher of a distillation stage: an earlier stage's model (built with that stage's
+    model config) at its best weights, or a ``.keras`` model file (loaded in Keras' safe mode)."""
     if stage.teacher is None:
         return None
-    if stage.teacher in [s.name for s in cfg.train.stages]:
-        teacher = model_fn()
+    by_name = {s.name: s for s in cfg.train.stages}
+    if stage.teacher in by_name:
+        teacher = model_fn(stage_config(cfg, by_name[stage.teacher]))
         teacher.load_weights(os.path.join(stage_folder(cfg, stage.teacher), BEST))
     else:
         teacher = keras.saving.load_model(stage.teacher, safe_mode=True)
@@ -208,7 +215,7 @@ def default_metrics(targets: dict) -> dict:
     return {"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]} if "logits" in targets else {}
 
 
-def train_stage(cfg, plan, stage, model_fn: Callable[[], keras.Model], train_rows, val_rows, label: str,
+def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], train_rows, val_rows, label: str,
                 num_classes: int, metrics_fn: Optional[Callable[[dict], dict]] = None, wandb_run=None) -> StageRun:
     """Train one stage end to end (see the module docstring).
 
@@ -216,7 +223,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[], keras.Model], train_row
         cfg: the run's Config.
         plan: ``training.precision.RuntimePlan`` (strategy, jit).
         stage: the StageConfig to train.
-        model_fn: builds the stage's inference model (called inside the strategy scope).
+        model_fn: ``config -> inference model``, called inside the strategy scope with the stage's
+            config (``stage_config``: the model group with the stage's overrides).
         train_rows, val_rows: Tables of training / validation rows (val may be empty).
         label: the table column every trained output reads unless ``stage.targets`` names another.
         num_classes: classes of the heads (context for losses such as center loss).
@@ -239,7 +247,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[], keras.Model], train_row
     global_batch = cfg.data.batch_size * plan.strategy.num_replicas_in_sync
     targets = {output: stage.targets.get(output, label) for output in stage.losses}
     # A margin head puts its margin on the label it is given (an input of the training view).
-    has_margin_head = any(head != "softmax" for head in cfg.model.heads)
+    has_margin_head = any(head != "softmax" for head in stage_config(cfg, stage).model.heads)
     margin_targets = [column for key, column in targets.items() if key.endswith("_logits")]
     label_input = (margin_targets[0] if margin_targets else label) if has_margin_head else None
     spec = PipelineSpec(cfg.data.image_size, global_batch, targets=targets, label_input=label_input,
@@ -250,7 +258,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[], keras.Model], train_row
     steps = train_cfg.steps_per_epoch or max(1, math.ceil(len(train_rows) / global_batch))
     init_path = init_weights(cfg, stage)
     with plan.strategy.scope():
-        model = model_fn()
+        model = model_fn(stage_config(cfg, stage))
         skipped = warm_start(model, init_path) if init_path else []
         frozen = freeze(model, stage.freeze)
         network = training_model(model)

@@ -91,6 +91,23 @@ def test_resized_crop_flips_with_its_probability(probability):
         RandomResizedCrop(horizontal_flip=1.5)
 
 
+def test_resized_crop_rate_keeps_the_other_images_whole():
+    """rate = albumentations' p: about that share of images is cropped (and flipped); at the input size
+    the others come out exactly unchanged, at a new size they are the whole image resized (corner-aligned)."""
+    x = np.repeat(images(1, 16), 400, axis=0)
+    layer = RandomResizedCrop(scale=(0.2, 0.5), horizontal_flip=0.5, rate=0.3, seed=2)
+    y = np.asarray(layer(x, training=True))
+    kept = np.all(y == x, axis=(1, 2, 3))
+    assert 0.62 < kept.mean() < 0.78  # Binomial(400, 0.7): +-3.5 sigma; a crop of <= 50% area never equals x
+    assert RandomResizedCrop.from_config(layer.get_config()).rate == 0.3
+
+    resized = RandomResizedCrop(8, 8, scale=(0.2, 0.5), rate=0.0, seed=2)(x[:4], training=True)
+    whole = tf.image.crop_and_resize(x[:4], [[0.0, 0.0, 1.0, 1.0]] * 4, tf.range(4), (8, 8))
+    np.testing.assert_allclose(np.asarray(resized), np.asarray(whole), atol=1e-3)
+    with pytest.raises(ValueError, match="rate"):
+        RandomResizedCrop(rate=1.5)
+
+
 def test_resized_crop_samples_area_and_ratio_in_range():
     layer = RandomResizedCrop(scale=(0.2, 0.6), ratio=(0.5, 2.0), seed=0)
     p = {k: np.asarray(v, float) for k, v in layer.sample_parameters(tf.constant([2000, 100, 100, 3])).items()}

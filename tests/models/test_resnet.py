@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from keras_fgvc.models.backbones.resnet import ResNet, SplitAttention
-from tests.harness import check_config_roundtrip
+from tests.harness import run_layer_test
 from tests.models.test_ghostnet import trainable_count
 
 
@@ -36,7 +36,7 @@ def test_split_attention_of_identical_splits_returns_the_split():
     np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(split), atol=1e-5)
 
 
-def test_split_attention_radix1_is_sigmoid_gate_and_config_roundtrips():
+def test_split_attention_radix1_is_a_sigmoid_gate():
     x = np.random.default_rng(1).normal(size=(2, 5, 5, 8)).astype("float32")
     layer = SplitAttention(8, radix=1, groups=2, strides=2)
     y = np.asarray(layer(x))
@@ -44,7 +44,13 @@ def test_split_attention_radix1_is_sigmoid_gate_and_config_roundtrips():
     features = np.asarray(keras.ops.relu(layer.bn(layer.conv(x), training=False)))
     gate = y / np.where(features == 0, 1, features)
     assert np.all((gate[features > 0] > 0) & (gate[features > 0] < 1))
-    check_config_roundtrip(layer, x)
+
+
+@pytest.mark.parametrize("radix,groups,strides,expected_hw", [(1, 2, 2, 3), (2, 1, 1, 5), (2, 2, 2, 3)])
+def test_split_attention_layer_contract(radix, groups, strides, expected_hw):
+    x = np.random.default_rng(2).normal(size=(2, 5, 5, 8)).astype("float32")
+    run_layer_test(SplitAttention, {"filters": 8, "radix": radix, "groups": groups, "strides": strides}, x,
+                   expected_output_shape=(2, expected_hw, expected_hw, 8), expected_output_dtype="float32")
 
 
 def test_unknown_variant_is_a_clear_error():

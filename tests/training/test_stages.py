@@ -14,7 +14,7 @@ from keras_fgvc.errors import UserError
 from keras_fgvc.models import build_model
 from keras_fgvc.training.callbacks import BEST, LAST
 from keras_fgvc.training.precision import configure
-from keras_fgvc.training.stages import check_can_start, freeze, stages_to_run, train_stage
+from keras_fgvc.training.stages import check_can_start, freeze, stage_config, stages_to_run, train_stage
 
 SIZE, CLASSES, ROWS, BATCH = 32, 4, 32, 8
 
@@ -25,6 +25,9 @@ STAGES = [
                 "embedding": [{"name": "batch_hard_triplet", "weight": 0.5}]}},
     {"name": "c", "freeze": "backbone_except_last_2",
      "losses": {"logits": [{"name": "sparse_ce"}], "pre_logits": [{"name": "center", "weight": 0.01}]}},
+    # A student with another architecture, distilled from c (the Squeeze recipe's last step).
+    {"name": "d", "init_from": "none", "teacher": "c", "model": {"backbone_kwargs": {"out_channels": 16}},
+     "losses": {"logits": [{"name": "distillation", "kwargs": {"temperature": 2.0, "alpha": 0.5}}]}},
 ]
 
 
@@ -43,13 +46,13 @@ def write_images(folder, rows, seed=0):
     return pd.DataFrame({"path": paths, "label": labels})
 
 
-def make_cfg(root, stages=STAGES, **extra):
+def make_cfg(root, stages=STAGES, model=None, train=None, **extra):
     tree = {
         "runs_root": str(root / "runs"), "name": "engine", "seed": 0,
         "data": {"image_size": SIZE, "batch_size": BATCH, "cache": True},
-        "model": {"backbone": "ghostnet_050", "backbone_kwargs": {"out_channels": 32}, "dropout": 0.0, "l2": 0.0},
+        "model": model or {"backbone": "ghostnet_050", "backbone_kwargs": {"out_channels": 32}, "dropout": 0.0, "l2": 0.0},
         "augment": {"preset": "none"},
-        "train": {"epochs": 1, "optimizer": "adamw", "learning_rate": 1e-3, "schedule": "constant", "stages": stages},
+        "train": train or {"epochs": 1, "optimizer": "adamw", "learning_rate": 1e-3, "schedule": "constant", "stages": stages},
         "tracking": {"wandb": "disabled"},
         **extra,
     }
@@ -65,13 +68,13 @@ def three_stages(tmp_path_factory):
     plan = configure(cfg.runtime)
     runs = {}
     for stage in stages_to_run(cfg):
-        runs[stage.name] = train_stage(cfg, plan, stage, lambda: build_model(cfg, CLASSES), table, table.iloc[:8],
-                                       "label", CLASSES)
+        runs[stage.name] = train_stage(cfg, plan, stage, lambda stage_cfg: build_model(stage_cfg, CLASSES), table,
+                                       table.iloc[:8], "label", CLASSES)
     return cfg, runs
 
 
 def weights_of(cfg, stage, which=BEST):
-    model = build_model(cfg, CLASSES)
+    model = build_model(stage_config(cfg, next(s for s in cfg.train.stages if s.name == stage)), CLASSES)
     model.load_weights(os.path.join(cfg.run_dir, stage, which))
     return model
 
@@ -87,7 +90,7 @@ def backbone_layer_names(model):
 
 def test_each_stage_writes_best_last_and_history(three_stages):
     cfg, runs = three_stages
-    for name in ("a", "b", "c"):
+    for name in ("a", "b", "c", "d"):
         for file in (BEST, LAST, "history.csv"):
             assert os.path.isfile(os.path.join(cfg.run_dir, name, file)), (name, file)
         assert runs[name].info["epochs_run"] == 1
@@ -122,16 +125,59 @@ def test_stage_c_trains_only_the_last_two_blocks_and_what_follows(three_stages):
 
 def test_each_stage_logs_its_own_loss_terms_and_their_weighted_sum(three_stages):
     cfg, _ = three_stages
-    history = {name: pd.read_csv(os.path.join(cfg.run_dir, name, "history.csv")) for name in ("a", "b", "c")}
-    terms = {name: {c for c in h.columns if c.endswith(("_ce", "_triplet", "_center")) and not c.startswith("val_")}
+    history = {name: pd.read_csv(os.path.join(cfg.run_dir, name, "history.csv")) for name in ("a", "b", "c", "d")}
+    terms = {name: {c for c in h.columns if c.startswith(("logits_", "embedding_", "pre_logits_"))}
              for name, h in history.items()}
     assert terms == {"a": {"logits_sparse_ce"}, "b": {"logits_label_smoothing_ce", "embedding_batch_hard_triplet"},
-                     "c": {"logits_sparse_ce", "pre_logits_center"}}
+                     "c": {"logits_sparse_ce", "pre_logits_center"}, "d": {"logits_distillation"}}
     b = history["b"].iloc[0]
     # Equal batches (32 rows / 8) and no regulariser: the logged loss is exactly the weighted sum.
     assert b["loss"] == pytest.approx(b["logits_label_smoothing_ce"] + 0.5 * b["embedding_batch_hard_triplet"], rel=1e-5)
     c = history["c"].iloc[0]
     assert c["loss"] == pytest.approx(c["logits_sparse_ce"] + 0.01 * c["pre_logits_center"], rel=1e-5)
+
+
+def test_the_student_has_its_own_architecture_and_learns_from_the_teacher(three_stages):
+    cfg, runs = three_stages
+    student = weights_of(cfg, "d")
+    assert student.get_layer("backbone").get_layer("head_conv").kernel.shape[-1] == 16
+    assert weights_of(cfg, "c").get_layer("backbone").get_layer("head_conv").kernel.shape[-1] == 32
+    assert runs["d"].info["init_from"] is None
+    history = pd.read_csv(os.path.join(cfg.run_dir, "d", "history.csv")).iloc[0]
+    assert history["loss"] == pytest.approx(history["logits_distillation"], rel=1e-5)
+
+
+def test_seed_recipes_are_expressible_without_new_code(tmp_path):
+    """VIPriors (CE, then CE + ArcFace or triplet from the CE weights) and Squeeze (teacher levels
+    0 -> 1 -> 2 with changing losses, then a SqueezeNext student by distillation) as stage lists."""
+    vipriors = [
+        {"name": "ce", "init_from": "none", "losses": {"logits": [{"name": "label_smoothing_ce"}]}},
+        {"name": "margin", "init_from": "ce", "losses": {"logits": [{"name": "sparse_ce"}],
+                                                         "arcface_logits": [{"name": "sparse_ce"}]}},
+        {"name": "triplet", "init_from": "ce", "losses": {"logits": [{"name": "sparse_ce"}],
+                                                          "embedding": [{"name": "batch_hard_triplet"}]}},
+    ]
+    cfg = make_cfg(tmp_path, stages=vipriors, model={"backbone": "seresnext50_32x4d", "heads": ["softmax", "arcface"]},
+                   train={"optimizer": "sgd", "lr_scaling": "linear", "learning_rate": 0.1, "warmup_epochs": 1.0,
+                          "stages": vipriors})
+    assert [s.init_from for s in cfg.train.stages] == ["none", "ce", "ce"]
+    squeeze = [
+        {"name": "teacher0", "init_from": "none", "augment": "squeeze_level0", "losses": {"logits": [{"name": "sparse_ce"}]}},
+        {"name": "teacher1", "augment": "squeeze_level1",
+         "losses": {"logits": [{"name": "sparse_ce"}], "pre_logits": [{"name": "center", "weight": 1e-5},
+                                                                      {"name": "prelogit_norm", "weight": 1e-5}]}},
+        {"name": "teacher2", "augment": "squeeze_level2", "train": {"learning_rate": 5e-5},
+         "losses": {"logits": [{"name": "hard_mining", "kwargs": {"loss": "sparse_ce", "fraction": 0.5}}],
+                    "embedding": [{"name": "batch_hard_triplet"}],
+                    "pre_logits": [{"name": "center", "weight": 1e-4}, {"name": "prelogit_norm", "weight": 1e-4}]}},
+        {"name": "student_kd", "init_from": "none", "teacher": "teacher2", "model": {"backbone": "squeezenext_23v5_200"},
+         "losses": {"logits": [{"name": "distillation", "kwargs": {"temperature": 4.0, "alpha": 0.1}}]}},
+    ]
+    cfg = make_cfg(tmp_path, stages=squeeze, model={"backbone": "inception_resnet_v2", "embedding_dim": 128},
+                   train={"stages": squeeze})
+    student = stage_config(cfg, cfg.train.stages[3])
+    assert student.model.backbone == "squeezenext_23v5_200" and cfg.model.backbone == "inception_resnet_v2"
+    assert cfg.train.stages[2].losses["pre_logits"][1].weight == 1e-4
 
 
 def test_a_later_stage_alone_needs_the_earlier_checkpoint(tmp_path):
@@ -159,7 +205,7 @@ def test_stage_mistakes_are_config_errors_naming_the_key(tmp_path, change, messa
 
 
 def test_unknown_stage_backbone_and_backbone_option_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown stage of pipeline fivek 'z'; known: a, all, b, c"):
+    with pytest.raises(ConfigError, match=r"unknown stage of pipeline fivek 'z'; known: a, all, b, c, d"):
         make_cfg(tmp_path, stage="z")
     with pytest.raises(ConfigError, match=r"unknown backbone 'ghostnet_5'.*Did you mean"):
         to_config({"model": {"backbone": "ghostnet_5"}})

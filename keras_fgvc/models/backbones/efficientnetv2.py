@@ -5,6 +5,8 @@ takes raw [0, 255] pixels. Weights: None (random init) or a local weights file o
 model; this project never downloads weights at run time.
 """
 
+import os
+
 import keras
 
 from keras_fgvc.models.registry import register_backbone
@@ -23,7 +25,16 @@ VARIANTS = {
 
 def _register(name, constructor_name):
     @register_backbone(name, input_scale="raw")
-    def build(input_shape, weights=None, **unused):
+    def build(input_shape, weights=None):
+        """Last feature map (stride 32) of the variant's keras.applications model, preprocessing inside.
+
+        Args:
+            input_shape: ``(height, width, channels)``.
+            weights: None for random init or the path of a local no-top weights file (never a
+                download: "imagenet" is refused).
+        """
+        if weights is not None and not os.path.isfile(weights):
+            raise FileNotFoundError(f"{constructor_name} weights file not found: {weights} (nothing is downloaded)")
         constructor = getattr(keras.applications, constructor_name)
         return constructor(
             include_top=False,

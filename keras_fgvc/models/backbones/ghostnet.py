@@ -12,7 +12,7 @@ import math
 import keras
 from keras import layers
 
-from keras_fgvc.models.registry import register_backbone
+from keras_fgvc.models.registry import input_channels, register_backbone
 
 # One row per bottleneck: (kernel, expansion channels, output channels, SE ratio, stride).
 # Table 1 of the paper; the 16 rows give 141M MACs at 1.0x, 224 px.
@@ -153,18 +153,25 @@ def GhostNet(
 
 
 def _register(name, width):
+    # No ``dropout`` option: the backbone stops at the pre-logits vector (include_top=False), where
+    # GhostNet's dropout would sit after it, in front of the classifier. That is the neck's job
+    # (``model.dropout`` in build_model), so the builder refuses it rather than accept a no-op.
     @register_backbone(name, input_scale="standardize")
-    def build(input_shape, img_channels=None, out_channels=1280, **kwargs):
-        """Pre-logits features (pool -> 1x1 conv ``out_channels`` + ReLU) of GhostNet-``width``."""
-        channels = img_channels or (input_shape[2] if len(input_shape) > 2 else 3)
+    def build(input_shape, img_channels=None, out_channels=1280):
+        """Pre-logits features (pool -> 1x1 conv ``out_channels`` + ReLU) of GhostNet-``width``.
+
+        Args:
+            input_shape: ``(height, width, channels)``; height/width may be None.
+            img_channels: input channels; must agree with ``input_shape`` when both give them.
+            out_channels: width of the head conv (paper: 1280; the Cars thesis used 320).
+        """
         return GhostNet(
             width=width,
             out_channels=out_channels,
-            img_channels=channels,
+            img_channels=input_channels(input_shape, img_channels),
             input_shape=input_shape,
             include_top=False,
             name=name,
-            **kwargs,
         )
 
     return build

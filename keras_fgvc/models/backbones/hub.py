@@ -97,14 +97,21 @@ class HubBackbone(keras.layers.Layer):
 
 
 @register_backbone("hub", input_scale="unit")
-def build_hub_backbone(input_shape, hub_handle=None, **unused):
-    """Registry builder: ``model.backbone=hub model.hub_handle=<handle or dir>``."""
+def build_hub_backbone(input_shape, hub_handle=None, output_key=None):
+    """Registry builder: ``model.backbone=hub model.hub_handle=<handle or dir>``.
+
+    Args:
+        input_shape: ``(height, width, channels)`` of the module's images.
+        hub_handle: TF-Hub handle/URL or local SavedModel directory (required; a default of None
+            so that a missing handle is a one-line config error, not a TypeError).
+        output_key: for modules returning a dict, the entry to use.
+    """
     if not hub_handle:
         from keras_fgvc.errors import UserError
 
         raise UserError("model.backbone=hub needs model.hub_handle=<TF-Hub handle or local SavedModel dir>")
     inputs = keras.Input(tuple(input_shape), name="pixels")
-    return keras.Model(inputs, HubBackbone(hub_handle)(inputs), name="hub_backbone")
+    return keras.Model(inputs, HubBackbone(hub_handle, output_key=output_key)(inputs), name="hub_backbone")
 
 
 class _ReusableSavedModel(tf.Module):

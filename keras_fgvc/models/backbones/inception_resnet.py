@@ -10,36 +10,35 @@ import os
 
 import keras
 
-from keras_fgvc.models.registry import register_backbone
+from keras_fgvc.models.registry import input_channels, register_backbone
 
 # keras.applications refuses smaller inputs for this network (its stem needs 75 px).
 INCEPTION_RESNET_MIN_SIZE = 75
 
 
 @register_backbone("inception_resnet_v2", input_scale="raw")
-def inception_resnet_v2(input_shape, img_channels=None, weights=None, **kwargs):
+def inception_resnet_v2(input_shape, img_channels=None, weights=None):
     """Stride-32 feature map (1536 channels) of Inception-ResNet-v2.
 
     Args:
         input_shape: ``(height, width)`` or ``(height, width, channels)``, each side >= 75.
-        img_channels: input channels (1 for greyscale; only with ``weights=None``).
-        weights: None for random init or the path of a local weights file.
-        **kwargs: forwarded to ``keras.applications.InceptionResNetV2``.
+        img_channels: input channels (1 for greyscale; only with ``weights=None``); must agree with
+            ``input_shape`` when both give them.
+        weights: None for random init or the path of a local weights file (never a download).
 
     Example:
         >>> teacher = inception_resnet_v2((299, 299, 3), weights="/data/irv2_notop.weights.h5")
     """
     if weights is not None and not os.path.isfile(weights):
         raise FileNotFoundError(f"Inception-ResNet-v2 weights file not found: {weights} (nothing is downloaded)")
-    channels = img_channels or (input_shape[2] if len(input_shape) > 2 else 3)
-    shape = tuple(input_shape[:2]) + (channels,)
+    shape = tuple(input_shape[:2]) + (input_channels(input_shape, img_channels),)
     known_sides = [s for s in shape[:2] if s is not None]
     if known_sides and min(known_sides) < INCEPTION_RESNET_MIN_SIZE:
         raise ValueError(f"Inception-ResNet-v2 needs inputs of at least {INCEPTION_RESNET_MIN_SIZE} px, got {shape}")
     inputs = keras.Input(shape, name="image")
     scaled = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_unit_range")(inputs)
     app = keras.applications.InceptionResNetV2(
-        include_top=False, weights=None, input_shape=shape, **kwargs
+        include_top=False, weights=None, input_shape=shape
     )
     if weights is not None:
         app.load_weights(weights)

@@ -14,7 +14,7 @@ resnext50_32x4d 25,028,904; seresnext50_32x4d 27,559,896; resnest50d 27,483,240)
 import keras
 from keras import layers, ops
 
-from keras_fgvc.models.registry import register_backbone
+from keras_fgvc.models.registry import input_channels, register_backbone
 
 _BASE = dict(depths=(3, 4, 6, 3), groups=1, base_width=64, se=False, radix=1, stem_width=0,
              avg_down=False, avd=False)
@@ -195,10 +195,17 @@ def ResNet(variant="resnet50", num_classes=1000, img_channels=3, input_shape=Non
 
 def _register(variant):
     @register_backbone(variant, input_scale="standardize")
-    def build(input_shape, img_channels=None, **kwargs):
-        """Stride-32 feature map of the ``RESNET_CFG`` row ``variant``."""
-        channels = img_channels or (input_shape[2] if len(input_shape) > 2 else 3)
-        return ResNet(variant, img_channels=channels, input_shape=input_shape, include_top=False, **kwargs)
+    def build(input_shape, img_channels=None, width=1.0):
+        """Stride-32 feature map of the ``RESNET_CFG`` row ``variant``.
+
+        Args:
+            input_shape: ``(height, width, channels)``; height/width may be None.
+            img_channels: input channels; must agree with ``input_shape`` when both give them.
+            width: multiplier on every stage's planes and the stem (1.0 = published; e.g. 1/16 builds
+                a structurally identical toy model for tests).
+        """
+        return ResNet(variant, img_channels=input_channels(input_shape, img_channels), input_shape=input_shape,
+                      include_top=False, width=width)
 
     return build
 

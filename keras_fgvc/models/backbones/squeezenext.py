@@ -9,7 +9,7 @@ keeps its bias and is followed by BatchNorm + ReLU, as in the authors' Caffe pro
 import keras
 from keras import layers
 
-from keras_fgvc.models.registry import register_backbone
+from keras_fgvc.models.registry import input_channels, register_backbone
 
 SQUEEZENEXT_STAGE_CHANNELS = (32, 64, 128, 256)
 SQUEEZENEXT_STEM = 64
@@ -114,19 +114,23 @@ def SqueezeNext(
 
 
 def _register(name, width, depth, version):
+    # width, depth and version are the variant itself (its registry name), so not options.
     @register_backbone(name, input_scale="standardize")
-    def build(input_shape, img_channels=None, **kwargs):
-        """Final feature map (stride 32) of SqueezeNext-``depth````version`` at ``width``."""
-        channels = img_channels or (input_shape[2] if len(input_shape) > 2 else 3)
+    def build(input_shape, img_channels=None):
+        """Final feature map (stride 32) of SqueezeNext-``depth````version`` at ``width``.
+
+        Args:
+            input_shape: ``(height, width, channels)``; height/width may be None.
+            img_channels: input channels; must agree with ``input_shape`` when both give them.
+        """
         return SqueezeNext(
             width=width,
             depth=depth,
             version=version,
-            img_channels=channels,
+            img_channels=input_channels(input_shape, img_channels),
             input_shape=input_shape,
             include_top=False,
             name=name,
-            **kwargs,
         )
 
     return build

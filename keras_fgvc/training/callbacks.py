@@ -3,6 +3,7 @@ early stopping and the NaN guard on one monitored metric, and the schedule's own
 
 import math
 import os
+import shutil
 import tempfile
 
 import keras
@@ -24,6 +25,19 @@ def save_weights_atomically(model: keras.Model, path: str):
     os.close(fd)
     try:
         model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def copy_atomically(source: str, path: str):
+    """Copy ``source`` to ``path`` through a temp file and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".weights.h5")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -68,7 +82,8 @@ class BestAndLastCheckpoint(keras.callbacks.Callback):
             raise KeyError(f"checkpoint monitor '{self.monitor}' is not logged; logged: {', '.join(sorted(logs or {}))}")
         if self._improved(float(value)):
             self.best, self.best_epoch = float(value), epoch
-            save_weights_atomically(self.target, os.path.join(self.folder, BEST))
+            # The same weights were just written: copying the file costs a fraction of serialising again.
+            copy_atomically(os.path.join(self.folder, LAST), os.path.join(self.folder, BEST))
 
 
 def stage_callbacks(train_cfg, folder, model, monitor, wandb_run=None, tensorboard=False) -> list:
@@ -76,6 +91,7 @@ def stage_callbacks(train_cfg, folder, model, monitor, wandb_run=None, tensorboa
     from keras_fgvc.tracking.wandb_run import WandbLogger
     from keras_fgvc.training.schedules import schedule_callbacks
 
+    os.makedirs(folder, exist_ok=True)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         BestAndLastCheckpoint(model, folder, monitor),

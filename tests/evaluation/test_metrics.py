@@ -13,7 +13,6 @@ from keras_fgvc.evaluation import (
     per_class_accuracy,
     top_k_accuracy,
 )
-from tests.harness import check_config_roundtrip
 
 
 # --- MAP@k: hand-worked cases from the Kaggle definition (one correct label, a label counts once)

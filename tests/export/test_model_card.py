@@ -1,5 +1,4 @@
 import keras
-import numpy as np
 import pytest
 
 from keras_fgvc.export.model_card import count_macs, format_model_card, model_card

@@ -7,7 +7,6 @@ Layer widths and rounding follow timm's ``ghostnet_050/100/130`` so trainable pa
 match exactly (2,587,292 / 5,182,508 / 7,358,820 at 1000 classes).
 """
 
-import math
 
 import keras
 from keras import layers

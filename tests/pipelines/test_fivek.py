@@ -157,6 +157,17 @@ def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
     assert int8["size_mb"] < 0.35 * flat["size_mb"]
 
 
+def test_a_stage_alone_without_the_checkpoint_it_starts_from_exits_2(smoke_run, tmp_path, capsys):
+    root, cfg, _ = smoke_run
+    previous = os.path.join(cfg.run_dir, "distancing", "table.csv")
+    args = overrides(tmp_path, "stage=fivek", f"pseudo_label.input_table={previous}", f"data.demo_root={root}/demo")
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "stage 'fivek' starts from stage 'distancing'" in error[0]
+    assert "run stage=distancing first" in error[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved").exists()
+
+
 def test_existing_export_is_refused_before_any_work(smoke_run, capsys):
     root, cfg, _ = smoke_run
     marker = root / "saved" / "fivek" / "mask" / "saved_model.pb"

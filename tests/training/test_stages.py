@@ -21,6 +21,7 @@ STAGES = [
     {"name": "a", "init_from": "none", "losses": {"logits": [{"name": "sparse_ce"}]}},
     {"name": "b", "freeze": "backbone", "train": {"optimizer": "sgd", "learning_rate": 0.01},
      "losses": {"logits": [{"name": "label_smoothing_ce", "kwargs": {"epsilon": 0.1}}],
+                "arcface_logits": [{"name": "sparse_ce", "weight": 0.25}],
                 "embedding": [{"name": "batch_hard_triplet", "weight": 0.5}]}},
     {"name": "c", "freeze": "backbone_except_last_2",
      "losses": {"logits": [{"name": "sparse_ce"}], "pre_logits": [{"name": "center", "weight": 0.01}]}},
@@ -49,7 +50,8 @@ def make_cfg(root, stages=STAGES, model=None, train=None, **extra):
     tree = {
         "runs_root": str(root / "runs"), "name": "engine", "seed": 0,
         "data": {"image_size": SIZE, "batch_size": BATCH, "cache": True},
-        "model": model or {"backbone": "ghostnet_050", "backbone_kwargs": {"out_channels": 32}, "dropout": 0.0, "l2": 0.0},
+        "model": model or {"backbone": "ghostnet_050", "backbone_kwargs": {"out_channels": 32}, "dropout": 0.0, "l2": 0.0,
+                           "heads": ["softmax", "arcface"]},
         "augment": {"preset": "none"},
         "train": train or {"epochs": 1, "optimizer": "adamw", "learning_rate": 1e-3, "schedule": "constant", "stages": stages},
         "tracking": {"wandb": "disabled"},
@@ -107,8 +109,9 @@ def test_stage_b_starts_from_a_and_its_frozen_backbone_stays_bit_identical(three
     for name in names:
         for x, y in zip(before[name], after[name]):
             np.testing.assert_array_equal(x, y, err_msg=name)
-    # ...while the head trained on its new losses.
+    # ...while the heads trained on their new losses (the ArcFace centres through the label input).
     assert not np.array_equal(a.get_layer("logits").kernel.numpy(), b.get_layer("logits").kernel.numpy())
+    assert not np.array_equal(a.get_layer("arcface_logits").kernel.numpy(), b.get_layer("arcface_logits").kernel.numpy())
 
 
 def test_stage_c_trains_only_the_last_two_blocks_and_what_follows(three_stages):
@@ -125,13 +128,14 @@ def test_stage_c_trains_only_the_last_two_blocks_and_what_follows(three_stages):
 def test_each_stage_logs_its_own_loss_terms_and_their_weighted_sum(three_stages):
     cfg, _ = three_stages
     history = {name: pd.read_csv(os.path.join(cfg.run_dir, name, "history.csv")) for name in ("a", "b", "c", "d")}
-    terms = {name: {c for c in h.columns if c.startswith(("logits_", "embedding_", "pre_logits_"))}
+    terms = {name: {c for c in h.columns if c.startswith(("logits_", "arcface_logits_", "embedding_", "pre_logits_"))}
              for name, h in history.items()}
-    assert terms == {"a": {"logits_sparse_ce"}, "b": {"logits_label_smoothing_ce", "embedding_batch_hard_triplet"},
+    assert terms == {"a": {"logits_sparse_ce"}, "b": {"logits_label_smoothing_ce", "arcface_logits_sparse_ce", "embedding_batch_hard_triplet"},
                      "c": {"logits_sparse_ce", "pre_logits_center"}, "d": {"logits_distillation"}}
     b = history["b"].iloc[0]
     # Equal batches (32 rows / 8) and no regulariser: the logged loss is exactly the weighted sum.
-    assert b["loss"] == pytest.approx(b["logits_label_smoothing_ce"] + 0.5 * b["embedding_batch_hard_triplet"], rel=1e-5)
+    assert b["loss"] == pytest.approx(b["logits_label_smoothing_ce"] + 0.25 * b["arcface_logits_sparse_ce"]
+                                      + 0.5 * b["embedding_batch_hard_triplet"], rel=1e-5)
     c = history["c"].iloc[0]
     assert c["loss"] == pytest.approx(c["logits_sparse_ce"] + 0.01 * c["pre_logits_center"], rel=1e-5)
 

@@ -7,17 +7,22 @@ ids the layout carries. Sources only read and check; they never augment or decod
 import importlib
 
 # format name -> module in this package exposing load(root, split="train")
-FORMATS = {"fivek": "keras_fgvc.data.sources.fivek"}
+FORMATS = {
+    "fivek": "keras_fgvc.data.sources.fivek",
+    "imagefolder": "keras_fgvc.data.sources.imagefolder",
+    "csv": "keras_fgvc.data.sources.csv_table",
+}
 
 
-def load(format: str, root: str, split: str = "train"):
+def load(format: str, root: str, split: str = "train", **options):
     """Read the ``split`` table of a data set in layout ``format`` under ``root``.
 
     Example:
         >>> table = load("fivek", "/data/zalo5k")  # doctest: +SKIP
+        >>> table = load("csv", "/data/birds", "val", label_columns=["species"])  # doctest: +SKIP
     """
     from keras_fgvc.errors import DataError
 
     if format not in FORMATS:
         raise DataError(f"unknown data format '{format}'; known: {', '.join(sorted(FORMATS))}")
-    return importlib.import_module(FORMATS[format]).load(root, split=split)
+    return importlib.import_module(FORMATS[format]).load(root, split=split, **options)

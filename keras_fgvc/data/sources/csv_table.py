@@ -1,0 +1,62 @@
+"""A CSV of image paths and labels: the layout for any data set with its own split files.
+
+    root/<split>.csv      a path column and one or more label columns (names configurable;
+                          empty = missing label, NaN in the Table); paths relative to root
+
+Numeric label columns are kept as they are; text labels (class names) are mapped to 0..K-1 in
+sorted order, the names kept in ``<column>_name`` and in ``table.attrs["classes"][column]``.
+"""
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from keras_fgvc.data.sources.paths import contiguous_ids, inside_root
+from keras_fgvc.errors import DataError
+
+
+def load(root, split="train", path_column="path", label_columns=("label",)):
+    """The ``split`` Table from ``<root>/<split>.csv``: absolute ``path`` plus the label columns.
+
+    Raises DataError naming the file, column or row: missing file or columns, an empty table, an
+    empty path, a path outside ``root``, or a missing image.
+
+    Example:
+        >>> table = load("/data/birds", "train", label_columns=["species"])  # doctest: +SKIP
+    """
+    csv_path = os.path.join(root, f"{split}.csv")
+    if not os.path.isfile(csv_path):
+        raise DataError(f"{csv_path}: file not found (expected <split>.csv with a '{path_column}' column)")
+    try:
+        table = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"{csv_path}: cannot parse CSV: {str(error).splitlines()[0]}") from None
+    missing = [c for c in (path_column, *label_columns) if c not in table.columns]
+    if missing:
+        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, table.columns))}")
+    if table.empty:
+        raise DataError(f"{csv_path}: no rows (only a header)")
+    paths = []
+    for row, value in enumerate(table[path_column]):
+        where = f"{csv_path}: row {row + 2}"
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{where}: column '{path_column}' is empty")
+        path = inside_root(root, value, where)
+        if not os.path.isfile(path):
+            raise DataError(f"{where}: image {path} not found")
+        paths.append(path)
+    table["path"] = paths
+    classes = {}
+    for column in label_columns:
+        values = table[column]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if (numeric.notna() | values.isna()).all():
+            table[column] = numeric.astype("float64")
+            continue
+        names, index = contiguous_ids(values.dropna().astype(str))
+        table[f"{column}_name"] = values
+        table[column] = [np.nan if pd.isna(v) else float(index[str(v)]) for v in values]
+        classes[column] = names
+    table.attrs["classes"] = classes
+    return table

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from keras_fgvc.data.sources.csv_file import read_csv
 from keras_fgvc.data.sources.paths import contiguous_ids, inside_root
 from keras_fgvc.errors import DataError
 
@@ -26,15 +27,7 @@ def load(root, split="train", path_column="path", label_columns=("label",)):
         >>> table = load("/data/birds", "train", label_columns=["species"])  # doctest: +SKIP
     """
     csv_path = os.path.join(root, f"{split}.csv")
-    if not os.path.isfile(csv_path):
-        raise DataError(f"{csv_path}: file not found (expected <split>.csv with a '{path_column}' column)")
-    try:
-        table = pd.read_csv(csv_path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise DataError(f"{csv_path}: cannot parse CSV: {str(error).splitlines()[0]}") from None
-    missing = [c for c in (path_column, *label_columns) if c not in table.columns]
-    if missing:
-        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, table.columns))}")
+    table = read_csv(csv_path, [path_column, *label_columns], f"expected <split>.csv with a '{path_column}' column")
     if table.empty:
         raise DataError(f"{csv_path}: no rows (only a header)")
     paths = []

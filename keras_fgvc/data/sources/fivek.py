@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from keras_fgvc.data.sources.csv_file import read_csv
 from keras_fgvc.errors import DataError
 
 LABELS = ("mask", "distancing", "5k")
@@ -25,16 +26,8 @@ def load(root, split="train"):
     if split not in META_FILES:
         raise DataError(f"fivek has splits {', '.join(META_FILES)}; got '{split}'")
     csv_path = os.path.join(root, META_FILES[split])
-    if not os.path.isfile(csv_path):
-        raise DataError(f"{csv_path}: file not found (expected the Zalo 5K layout: {META_FILES[split]} + images/)")
-    try:
-        table = pd.read_csv(csv_path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise DataError(f"{csv_path}: cannot parse CSV: {str(error).splitlines()[0]}") from None
     required = ["image_id", "fname"] + (list(LABELS) if split != "test" else [])
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, table.columns))}")
+    table = read_csv(csv_path, required, f"expected the Zalo 5K layout: {META_FILES[split]} + images/")
     for label in LABELS if split != "test" else ():
         values = pd.to_numeric(table[label], errors="coerce")
         bad = table[label].notna() & ~values.isin([0, 1])

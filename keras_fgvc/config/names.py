@@ -1,6 +1,6 @@
 """Every name a config gives is checked against its registry when the config is composed.
 
-Backbones (and their builder options), heads, augmentation presets and layers, losses (and their
+Data formats, backbones (and their builder options), heads, augmentation presets and layers, losses (and their
 options), optimiser and schedule names in stage overrides, stage names, ``init_from``, ``freeze``
 and teachers: a wrong one is a one-line ConfigError before any file is written, instead of a
 KeyError traceback halfway through a run.
@@ -146,6 +146,10 @@ def check_names(cfg):
     """Raise ConfigError for the first name in ``cfg`` that its registry does not know."""
     from keras_fgvc.models.build import check_heads
 
+    from keras_fgvc.data.sources import FORMATS
+
+    if cfg.data.format not in FORMATS:
+        raise _unknown("data format", "data.format", cfg.data.format, FORMATS)
     check_backbone(cfg.model)
     check_heads(cfg.model.heads)
     check_augment(cfg.augment.preset, cfg.augment.steps, "augment.preset" if cfg.augment.steps is None else "augment.steps")

@@ -113,3 +113,5 @@ def test_unknown_names_fail_at_compose_before_anything_runs():
         compose(["model.backbone=efficientnetv2_b9"])
     with pytest.raises(ConfigError, match=r"augment.preset.*unknown augmentation preset 'fivk'.*Did you mean 'fivek'"):
         compose(["augment.preset=fivk"])
+    with pytest.raises(ConfigError, match=r"data.format.*unknown data format 'imagefolders'.*Did you mean 'imagefolder'"):
+        compose(["data.format=imagefolders"])

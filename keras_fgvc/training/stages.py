@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import keras
 
 from keras_fgvc.errors import UserError
-from keras_fgvc.training.callbacks import BEST, monitor_mode, stage_callbacks
+from keras_fgvc.training.callbacks import BEST, BestAndLastCheckpoint, monitor_mode, stage_callbacks
 
 # "block3_...", "stage2_block1_...", "stage1_unit2_...", keras.applications' "block1a_...".
 _BLOCK = re.compile(r"^(.*?(?:block|unit)\d+[a-z]?)_")
@@ -114,7 +114,7 @@ def warm_start(model: keras.Model, path: str) -> list[str]:
     skipped = []
     for warning in caught:
         text = str(warning.message)
-        if "Skipping variable loading" in text or "skip" in text.lower():
+        if "skip" in text.lower():  # Keras: "Skipping variable loading for ..." / "skipping ..."
             skipped.append(text.splitlines()[0][:200])
     return skipped
 
@@ -281,7 +281,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         callbacks=callbacks,
         verbose=2,
     )
-    checkpoint = next(c for c in callbacks if hasattr(c, "best_epoch"))
+    checkpoint = next(c for c in callbacks if isinstance(c, BestAndLastCheckpoint))
     best = os.path.join(folder, BEST)
     if os.path.isfile(best):
         model.load_weights(best)  # the best epoch, not the last

@@ -2,6 +2,15 @@
 
 A Table has an absolute ``path`` column, one column per label (NaN where missing) and whatever
 ids the layout carries. Sources only read and check; they never augment or decode pixels.
+
+Columns every source uses the same way:
+    path                          absolute image path (inside the data root; ``paths.inside_root``)
+    label                         single-label sources: class index 0..K-1 (int; float64 with NaN where
+                                  unknown, e.g. a test split); the original id/name in ``table.attrs["classes"]``
+                                  (a list: index -> original class id or name)
+    image_id                      the layout's own image id where it has one (str)
+    bbox_x1, bbox_y1,             object box in pixels of the original image, 0-based, x2/y2
+    bbox_x2, bbox_y2              exclusive (NaN where unknown); only layouts with boxes
 """
 
 import importlib
@@ -11,6 +20,10 @@ FORMATS = {
     "fivek": "keras_fgvc.data.sources.fivek",
     "imagefolder": "keras_fgvc.data.sources.imagefolder",
     "csv": "keras_fgvc.data.sources.csv_table",
+    "hotel_id": "keras_fgvc.data.sources.hotel_id",
+    "stanford_cars": "keras_fgvc.data.sources.stanford_cars",
+    "imagenet_subset": "keras_fgvc.data.sources.imagenet_subset",
+    "tfrecord": "keras_fgvc.data.sources.tfrecord",
 }
 
 

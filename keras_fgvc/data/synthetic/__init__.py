@@ -2,7 +2,12 @@
 
 import importlib
 
-GENERATORS = {"fivek": "keras_fgvc.data.synthetic.fivek"}
+GENERATORS = {
+    "fivek": "keras_fgvc.data.synthetic.fivek",
+    "hotel_id": "keras_fgvc.data.synthetic.hotel_id",
+    "cars": "keras_fgvc.data.synthetic.cars",
+    "imagenet_subset": "keras_fgvc.data.synthetic.imagenet_subset",
+}
 
 
 def make(name: str, root: str, seed: int = 0, **kwargs) -> str:

@@ -1,9 +1,12 @@
 import os
+import tempfile
 
 # Quiet TF's C++ logs and keep W&B local: tests never reach a network.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Image checks and the decoded-pixel cache live under $XDG_CACHE_HOME: one fresh folder per test session.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="keras_fgvc_cache_")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402

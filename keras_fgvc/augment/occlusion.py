@@ -1,11 +1,10 @@
 """Occlusion augmentations: albumentations-style ``CoarseDropout`` and Hotel-ID's red ``OcclusionMask``.
 
 Hotel-ID 2022 test images carry one red rectangle each (SYSTEMS.md section 1, seed 000 section 2.2):
-training images get one red rectangle whose sides lie in [size/4, size/2], or a real mask PNG from
-``train_masks/`` scaled to the image.
+training images get one red rectangle whose sides lie in [size/4, size/2], or a real mask from
+``train_masks/`` scaled to the image. The masks reach the layer as an array
+(``keras_fgvc.data.masks.load_mask_bank``): layers never read files.
 """
-
-import os
 
 import keras
 import numpy as np
@@ -87,69 +86,56 @@ class CoarseDropout(BatchAugmentation):
                 "fill_value": self.fill_value}
 
 
-def load_mask_bank(mask_dir, mask_size=64, max_masks=None):
-    """Occlusion masks from ``mask_dir/*.png`` as a bool array [N, mask_size, mask_size].
-
-    A pixel is occluded where the PNG is opaque (masks with transparency) or, for opaque PNGs, where
-    it is red (R > 127, G < 128, B < 128): Hotel-ID's ``train_masks`` are red rectangles.
-    """
-    from PIL import Image
-
-    names = sorted(n for n in os.listdir(mask_dir) if n.lower().endswith(".png"))[:max_masks]
-    if not names:
-        raise FileNotFoundError(f"no .png masks in {mask_dir!r}")
-    bank = np.zeros((len(names), mask_size, mask_size), bool)
-    for index, name in enumerate(names):
-        with Image.open(os.path.join(mask_dir, name)) as image:
-            rgba = np.asarray(image.convert("RGBA").resize((mask_size, mask_size), Image.NEAREST))
-        alpha = rgba[..., 3]
-        if alpha.min() < 255:
-            bank[index] = alpha > 127
-        else:
-            bank[index] = (rgba[..., 0] > 127) & (rgba[..., 1] < 128) & (rgba[..., 2] < 128)
-    return bank
-
-
 @keras.saving.register_keras_serializable(package="keras_fgvc")
 class OcclusionMask(BatchAugmentation):
-    """Hotel-ID occlusion: one red rectangle, or a real mask PNG scaled to the image.
+    """Hotel-ID occlusion: one red rectangle, or a real mask from a mask bank scaled to the image.
+
+    The bank is runtime data, not configuration: ``get_config`` leaves it out (a config stays small
+    and never names a folder), so rebuilding a ``mode="masks"`` layer from its config needs the bank
+    again: ``OcclusionMask.from_config(config, mask_bank=bank)`` or ``OcclusionMask(**config,
+    mask_bank=bank)``.
 
     Args:
         mode: "rectangle" (height and width each drawn from ``size_range`` x the image side, placed
-            uniformly inside the image) or "masks" (a random PNG from ``mask_dir``).
+            uniformly inside the image) or "masks" (a random mask of ``mask_bank``, scaled to the image).
         size_range: rectangle side range as fractions of the side; (1/4, 1/2) as in the Hotel-ID report.
         fill_value: occlusion colour (red by default).
-        mask_dir: folder of mask PNGs (``train_masks/``) for ``mode="masks"``.
-        mask_size: masks are kept at this square resolution in memory, then scaled (nearest) to the image.
-        max_masks: load at most this many masks (sorted by name); ``None`` loads all.
+        mask_bank: for ``mode="masks"``: array [N, h, w] of bool/uint8, nonzero = occluded, from
+            ``keras_fgvc.data.masks.load_mask_bank``; ignored (and not kept) for ``mode="rectangle"``.
         rate, seed, **kwargs: see ``BatchAugmentation``.
 
     Example:
         >>> layer = OcclusionMask()                                   # red rectangle, always
-        >>> layer = OcclusionMask(mode="masks", mask_dir="data/hotel_id/train_masks")
+        >>> from keras_fgvc.data.masks import load_mask_bank
+        >>> from keras_fgvc.data.sources.hotel_id import mask_paths
+        >>> bank = load_mask_bank(mask_paths("data/hotel_id"))  # doctest: +SKIP
+        >>> layer = OcclusionMask(mode="masks", mask_bank=bank)  # doctest: +SKIP
     """
 
     _clips_output = False  # pixels are either kept or set to the checked fill colour
 
-    def __init__(self, mode="rectangle", size_range=(0.25, 0.5), fill_value=RED, mask_dir=None, mask_size=64,
-                 max_masks=None, rate=1.0, seed=None, **kwargs):
+    def __init__(self, mode="rectangle", size_range=(0.25, 0.5), fill_value=RED, mask_bank=None, rate=1.0,
+                 seed=None, **kwargs):
+        if "mask_dir" in kwargs:  # the old file-reading API: say what replaced it instead of Keras' generic error
+            raise ValueError("OcclusionMask no longer reads files: pass "
+                             "mask_bank=keras_fgvc.data.masks.load_mask_bank(paths) instead of mask_dir")
         super().__init__(rate=rate, seed=seed, **kwargs)
         if mode not in ("rectangle", "masks"):
             raise ValueError(f"mode must be 'rectangle' or 'masks', got {mode!r}")
-        if mode == "masks" and not mask_dir:
-            raise ValueError("mode='masks' needs mask_dir (the folder of mask PNGs)")
         self.mode = mode
         self.size_range = tuple(float(s) for s in size_range)
         self.fill_value = checked_fill(fill_value)
-        self.mask_dir = mask_dir
-        self.mask_size = int(mask_size)
-        self.max_masks = max_masks
-        self._bank = load_mask_bank(mask_dir, self.mask_size, max_masks) if mode == "masks" else None
+        self.mask_bank = _checked_bank(mask_bank) if mode == "masks" else None
+
+    @classmethod
+    def from_config(cls, config, mask_bank=None):
+        """The layer of ``config``; ``mask_bank`` is required for ``mode="masks"`` (configs never hold it)."""
+        return cls(**config, mask_bank=mask_bank)
 
     def sample_parameters(self, shape):
         batch = [shape[0]]
         if self.mode == "masks":
-            return {"mask_index": self.randint(batch, 0, len(self._bank))}
+            return {"mask_index": self.randint(batch, 0, len(self.mask_bank))}
         height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
         low, high = self.size_range
         box_h = _uniform_int(self, batch, tf.round(low * height), tf.round(high * height))
@@ -163,7 +149,7 @@ class OcclusionMask(BatchAugmentation):
         """Boolean [B, H, W * channels] occlusion for a batch of ``shape`` (a tf.shape) under ``parameters``
         (with ``channels=1``: the [B, H, W] pixel mask; see ``box_mask`` for the row layout)."""
         if self.mode == "masks":
-            masks = tf.gather(tf.constant(self._bank.astype(np.uint8)), parameters["mask_index"])[..., None]
+            masks = tf.gather(tf.constant(self.mask_bank.astype(np.uint8)), parameters["mask_index"])[..., None]
             pixels = tf.image.resize(masks, shape[1:3], method="nearest") > 0
             return tf.reshape(tf.broadcast_to(pixels, tf.concat([shape[:3], [channels]], 0)),
                               [shape[0], shape[1], shape[2] * channels])
@@ -175,6 +161,20 @@ class OcclusionMask(BatchAugmentation):
         return paint(images, mask, self.fill_value)
 
     def get_config(self):
+        # No mask_bank: see the class docstring.
         return {**super().get_config(), "mode": self.mode, "size_range": list(self.size_range),
-                "fill_value": self.fill_value, "mask_dir": self.mask_dir, "mask_size": self.mask_size,
-                "max_masks": self.max_masks}
+                "fill_value": self.fill_value}
+
+
+def _checked_bank(mask_bank):
+    """``mask_bank`` as a bool ndarray [N, h, w] with N >= 1; ValueError saying how to build one."""
+    if mask_bank is None:
+        raise ValueError("mode='masks' needs a mask bank: pass "
+                         "mask_bank=keras_fgvc.data.masks.load_mask_bank(paths) (e.g. the paths of "
+                         "keras_fgvc.data.sources.hotel_id.mask_paths(root))")
+    bank = np.asarray(mask_bank)
+    if bank.ndim != 3 or bank.shape[0] < 1 or min(bank.shape[1:]) < 1:
+        raise ValueError(f"mask_bank must be an array [N, height, width] with N >= 1, got shape {bank.shape}")
+    if not (bank.dtype == bool or np.issubdtype(bank.dtype, np.integer)):
+        raise ValueError(f"mask_bank must hold bool or integer (nonzero = occluded) values, got {bank.dtype}")
+    return bank != 0

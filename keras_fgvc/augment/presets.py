@@ -114,16 +114,52 @@ def resolve_layer(name: str):
     return cls
 
 
-def build(steps: list[dict], name: str = "augment") -> keras.Sequential:
-    """A ``keras.Sequential`` of the steps' layers; each step is ``{layer_name: kwargs}``."""
+def build(steps: list[dict], name: str = "augment", mask_bank=None) -> keras.Sequential:
+    """A ``keras.Sequential`` of the steps' layers; each step is ``{layer_name: kwargs}``.
+
+    Args:
+        steps: preset steps, e.g. ``get("hotel_id_train")``.
+        name: the Sequential's name.
+        mask_bank: array [N, h, w] handed to every ``OcclusionMask`` step with ``mode: masks``, also
+            inside ``OneOf`` / ``RandomApply`` steps (configs cannot hold the array; the driver loads it
+            with ``keras_fgvc.data.masks.load_mask_bank``). Other steps never see it.
+
+    Example:
+        >>> stack = build([{"OcclusionMask": {"mode": "masks", "rate": 0.5}}], mask_bank=bank)  # doctest: +SKIP
+    """
     layers = []
     for index, step in enumerate(steps):
         if not isinstance(step, dict) or len(step) != 1:
             raise ValueError(f"augmentation step {index} must be one {{layer: kwargs}} mapping, got {step!r}")
         (layer_name, kwargs), = step.items()
-        layers.append(resolve_layer(layer_name)(**(kwargs or {})))
+        kwargs = _with_mask_bank(layer_name, dict(kwargs or {}), mask_bank)
+        layers.append(resolve_layer(layer_name)(**kwargs))
     # An empty Sequential cannot be called; "none"-style presets become one Identity layer.
     return keras.Sequential(layers or [keras.layers.Identity()], name=name)
+
+
+def _with_mask_bank(layer_name: str, kwargs: dict, mask_bank) -> dict:
+    """``kwargs`` with ``mask_bank`` given to masks-mode OcclusionMask steps, nested ones included.
+
+    Nested preset steps of ``OneOf`` / ``RandomApply`` are built here (both accept layer objects and
+    would build the same layer from the step), since their own step-to-layer path cannot pass an array.
+    """
+    if mask_bank is None:
+        return kwargs
+    if layer_name == "OcclusionMask" and kwargs.get("mode") == "masks" and kwargs.get("mask_bank") is None:
+        kwargs["mask_bank"] = mask_bank
+
+    def nested(spec):
+        if isinstance(spec, dict) and len(spec) == 1 and "class_name" not in spec:
+            (inner_name, inner_kwargs), = spec.items()
+            return resolve_layer(inner_name)(**_with_mask_bank(inner_name, dict(inner_kwargs or {}), mask_bank))
+        return spec
+
+    if layer_name == "OneOf" and isinstance(kwargs.get("layers"), (list, tuple)):
+        kwargs["layers"] = [nested(spec) for spec in kwargs["layers"]]
+    if layer_name == "RandomApply" and "layer" in kwargs:
+        kwargs["layer"] = nested(kwargs["layer"])
+    return kwargs
 
 
 def split_label_mixing(steps: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -144,12 +144,17 @@ def check_stages(cfg):
 
 def check_names(cfg):
     """Raise ConfigError for the first name in ``cfg`` that its registry does not know."""
+    from keras_fgvc.data.sources import FORMATS
     from keras_fgvc.models.build import check_heads
 
-    from keras_fgvc.data.sources import FORMATS
+    from keras_fgvc.data.decode import BOX_MODES, RESIZE_POLICIES
 
     if cfg.data.format not in FORMATS:
         raise _unknown("data format", "data.format", cfg.data.format, FORMATS)
+    if cfg.data.resize not in RESIZE_POLICIES:
+        raise _unknown("resize policy", "data.resize", cfg.data.resize, RESIZE_POLICIES)
+    if cfg.data.box_mode not in BOX_MODES:
+        raise _unknown("box mode", "data.box_mode", cfg.data.box_mode, BOX_MODES)
     check_backbone(cfg.model)
     check_heads(cfg.model.heads)
     check_augment(cfg.augment.preset, cfg.augment.steps, "augment.preset" if cfg.augment.steps is None else "augment.steps")

@@ -32,7 +32,18 @@ class DataConfig:
     # Fractions of the human-labelled rows kept out of training.
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    # Decode each image once into a pixel cache shared by stages and runs (data/pixel_cache.py).
     cache: bool = True
+    # Where image checks and decoded pixels are cached; None: $XDG_CACHE_HOME/keras_fgvc.
+    cache_dir: Optional[str] = None
+    # Unreadable images are skipped and listed in bad_files.txt; strict=true stops at the first.
+    strict: bool = False
+    resize: str = "squash"  # squash | pad (keep aspect, letterbox) | crop (shorter side + centre crop)
+    box_mode: str = "none"  # none | crop (to the object box) | erase_background (thesis C-10 / C-11)
+    # task=to_tfrecord: the shard folder (local or gs://; "": <run dir>/tfrecords) and shards per split.
+    # Existing shards are replaced only with export.overwrite=true.
+    tfrecord_dir: str = ""
+    tfrecord_shards: int = 8
 
 
 @dataclass
@@ -164,7 +175,7 @@ class ExportConfig:
 @dataclass
 class Config:
     pipeline: str = "fivek"
-    task: str = "train"  # train | preview_augment | model_card
+    task: str = "train"  # train | preview_augment | model_card | to_tfrecord
     stage: str = "all"
     smoke: bool = False
     # Settings applied when smoke=true, as {dotted.key: value}; explicit overrides still win.
@@ -217,7 +228,7 @@ def _with_group(pipeline: str, key: str, options: type) -> type:
 
 # Allowed values for string choices; validate() checks them.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "task": ("train", "preview_augment", "model_card"),
+    "task": ("train", "preview_augment", "model_card", "to_tfrecord"),
     "model.pooling": ("avg", "gem"),
     "model.heads": ("softmax", "arcface", "cosface"),
     "export.tflite": ("float32", "int8"),

@@ -1,4 +1,4 @@
-"""Table -> tf.data: read, decode, resize, (cache), shuffle, batch, augment, prefetch.
+"""Table -> tf.data: row order, decoded pixels (cached once per data set), batch, augment, prefetch.
 
 The data contract (DESIGN.md): ``build(table, spec, training)`` yields ``(inputs, targets)`` dicts
 from a declared column -> key mapping, so one pipeline feeds softmax heads, margin heads (the
@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_fgvc.data.decode import model_pixels
+from keras_fgvc.data import pixel_cache
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,20 @@ class PipelineSpec:
     # Table column fed as inputs["label"] (margin heads put their margin on it; NaN -> -1: no margin).
     label_input: Optional[str] = None
     channels: int = 3
+    resize: str = "squash"  # decode.RESIZE_POLICIES
+    box_mode: str = "none"  # decode.BOX_MODES: crop to the object box or erase around it
+    # True: decoded pixels come from the shared on-disk cache (data.pixel_cache), decoded once per
+    # data set and settings. False: decode every epoch (data larger than the disk; TFRecord streams).
     cache: bool = True
-    shuffle_buffer: int = 2048
+    cache_dir: Optional[str] = None
+    shuffle_buffer: int = 2048  # only for TFRecord streams without the cache; file rows shuffle fully
     seed: int = 0
     drop_remainder: bool = False
     # Label mixing (CutMix/MixUp) one-hot encodes its single target with this many classes.
     num_classes: Optional[int] = None
+    # Class-balanced batches for triplet/center losses: (P classes, K images each) from the column
+    # of the first target; batch_size must equal P * K.
+    pk: Optional[tuple] = None
 
 
 def _column_values(table, columns, name) -> np.ndarray:
@@ -51,11 +59,64 @@ def _column_values(table, columns, name) -> np.ndarray:
     return values.astype("float32")
 
 
+def _row_order(table, spec: PipelineSpec, training: bool) -> tf.data.Dataset:
+    """Row indices in the order they are read: all rows, fully reshuffled each epoch when training,
+    or P x K class-balanced groups."""
+    num_rows = len(table)
+    if training and spec.pk:
+        from keras_fgvc.data.sampling import pk_dataset
+
+        classes, per_class = spec.pk
+        if classes * per_class != spec.batch_size:
+            raise ValueError(f"P x K batches need batch_size = {classes} x {per_class}, got {spec.batch_size}")
+        (column,) = list(spec.targets.values())[:1]
+        return pk_dataset(table[column].to_numpy("float64"), classes, per_class, spec.seed)
+    rows = tf.data.Dataset.range(num_rows)
+    if training:
+        # Shuffling indices, not decoded images, costs nothing: every epoch is a full permutation.
+        rows = rows.shuffle(max(1, num_rows), seed=spec.seed, reshuffle_each_iteration=True)
+    return rows
+
+
+def _batched_images(table, spec: PipelineSpec, training: bool) -> tf.data.Dataset:
+    """Batches of ``(rows int64 [B], images uint8 [B, S, S, C])`` in the order of ``_row_order``."""
+    shape = [spec.image_size, spec.image_size, spec.channels]
+    if spec.cache:
+        array, positions = pixel_cache.lookup(table, spec.image_size, spec.channels, spec.resize, spec.box_mode,
+                                              spec.cache_dir)
+
+        def take(rows):
+            # Read the memory-mapped rows in ascending order (sequential on disk), then restore the batch order.
+            wanted = positions[rows]
+            ascending = np.sort(wanted)
+            return array[ascending][np.searchsorted(ascending, wanted)]
+
+        def gather(rows):
+            images = tf.numpy_function(take, [rows], tf.uint8, stateful=False)
+            return rows, tf.ensure_shape(images, [None, *shape])
+
+        batches = _row_order(table, spec, training).batch(spec.batch_size, drop_remainder=spec.drop_remainder)
+        return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    decode = pixel_cache.decoder(table, spec.image_size, spec.channels, spec.resize, spec.box_mode)
+    if "record_file" in table.columns:  # a stream: shards are read in order, so shuffle decoded images
+        ds = pixel_cache.encoded_images(table).map(lambda row, encoded: (row, decode(row, encoded)),
+                                                   num_parallel_calls=tf.data.AUTOTUNE)
+        if training:
+            ds = ds.shuffle(min(spec.shuffle_buffer, max(1, len(table))), seed=spec.seed, reshuffle_each_iteration=True)
+    else:
+        paths = tf.constant(table["path"].astype(str).to_numpy())
+        ds = _row_order(table, spec, training).map(
+            lambda row: (row, decode(row, tf.io.read_file(tf.gather(paths, row)))),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(spec.batch_size, drop_remainder=spec.drop_remainder)
+
+
 def build(table, spec: PipelineSpec, training: bool, augment=None, mixing=None) -> tf.data.Dataset:
     """A batched dataset of ``(inputs, targets)`` dicts, or of ``inputs`` when ``spec.targets`` is empty.
 
     Args:
-        table: a Table (pandas frame with an absolute ``path`` column and the label columns).
+        table: a checked Table (``data.checks.check_images``: absolute ``path``, ``orientation``,
+            the label columns; bad files already removed).
         spec: what to read and how to batch.
         training: shuffle (and augment) when True.
         augment: image-only layer applied to ``inputs["image"]`` in tf.data (None: none here).
@@ -68,30 +129,19 @@ def build(table, spec: PipelineSpec, training: bool, augment=None, mixing=None) 
     """
     if mixing is not None and (len(spec.targets) != 1 or not spec.num_classes):
         raise ValueError("label mixing needs exactly one target and spec.num_classes")
-    paths = tf.constant(table["path"].astype(str).to_numpy())
-    images = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda path: tf.cast(model_pixels(tf.io.read_file(path), spec.image_size, spec.channels), tf.uint8),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
     columns = {key: _column_values(table, column, key) for key, column in spec.targets.items()}
     if spec.label_input:
         label = np.nan_to_num(table[spec.label_input].to_numpy(dtype="float64"), nan=-1.0)
         columns["__label__"] = label.astype("int32")
-    ds = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(columns))) if columns else images
-    if spec.cache:
-        ds = ds.cache()  # uint8 after resize: 4x smaller than float32
-    if training:
-        ds = ds.shuffle(min(spec.shuffle_buffer, max(1, len(table))), seed=spec.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(spec.batch_size, drop_remainder=spec.drop_remainder)
+    columns = {key: tf.constant(values) for key, values in columns.items()}
 
-    def to_example(image, values=None):
-        inputs = {"image": tf.cast(image, tf.float32)}
+    def to_example(rows, images):
+        inputs = {"image": tf.cast(images, tf.float32)}
         if augment is not None:
             inputs["image"] = augment(inputs["image"], training=training)
-        if values is None:
+        if not columns:
             return inputs
-        targets = dict(values)
+        targets = {key: tf.gather(values, rows) for key, values in columns.items()}
         if "__label__" in targets:
             inputs["label"] = targets.pop("__label__")
         if mixing is not None and training:
@@ -101,7 +151,7 @@ def build(table, spec: PipelineSpec, training: bool, augment=None, mixing=None) 
             inputs["image"], targets[key] = mixed["images"], mixed["labels"]
         return (inputs, targets) if targets else inputs
 
-    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _batched_images(table, spec, training).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -3,7 +3,8 @@
 import numpy as np
 
 
-def predict_table(model, table, image_size: int, batch_size: int = 64, output: str = "logits", channels: int = 3):
+def predict_table(model, table, image_size: int, batch_size: int = 64, output: str = "logits", channels: int = 3,
+                  resize: str = "squash", cache: bool = True, cache_dir=None):
     """``model``'s ``output`` for every row of ``table``, in row order, as a NumPy array.
 
     Args:
@@ -13,6 +14,8 @@ def predict_table(model, table, image_size: int, batch_size: int = 64, output: s
         batch_size: prediction batch.
         output: the output key to return for dict-output models.
         channels: image channels.
+        resize: the resize policy the model was trained with.
+        cache, cache_dir: read decoded pixels from the shared pixel cache (``data.pixel_cache``).
 
     Example:
         >>> logits = predict_table(model, test_rows, 64)  # (len(test_rows), classes)  # doctest: +SKIP
@@ -22,14 +25,15 @@ def predict_table(model, table, image_size: int, batch_size: int = 64, output: s
     predicted_output = model.output[output] if isinstance(model.output, dict) else model.output
     if len(table) == 0:
         return np.zeros((0, *predicted_output.shape[1:]), "float32")
-    dataset = build(table, PipelineSpec(image_size, batch_size, channels=channels, cache=False), training=False)
+    spec = PipelineSpec(image_size, batch_size, channels=channels, resize=resize, cache=cache, cache_dir=cache_dir)
+    dataset = build(table, spec, training=False)
     predicted = model.predict(dataset.map(lambda inputs: inputs["image"]), verbose=0)
     return np.asarray(predicted[output] if isinstance(predicted, dict) else predicted)
 
 
-def predict_probabilities(model, table, image_size: int, batch_size: int = 64) -> np.ndarray:
-    """Softmax of ``predict_table``'s logits: float32 [rows, classes]."""
-    logits = predict_table(model, table, image_size, batch_size).astype("float64")
+def predict_probabilities(model, table, image_size: int, batch_size: int = 64, **options) -> np.ndarray:
+    """Softmax of ``predict_table``'s logits: float32 [rows, classes] (``options``: see predict_table)."""
+    logits = predict_table(model, table, image_size, batch_size, **options).astype("float64")
     if len(logits) == 0:
         return logits.astype("float32")
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -13,6 +13,7 @@ DRIVERS = {"fivek": "keras_fgvc.pipelines.pseudo_label"}
 TASKS = {
     "preview_augment": "keras_fgvc.pipelines.preview_augment",
     "model_card": "keras_fgvc.pipelines.model_card",
+    "to_tfrecord": "keras_fgvc.pipelines.to_tfrecord",
 }
 
 

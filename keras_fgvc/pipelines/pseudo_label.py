@@ -131,6 +131,7 @@ def read_previous_table(cfg, stage) -> pd.DataFrame:
 def run(cfg) -> dict:
     """Run the stages ``cfg.stage`` selects; returns {stage: metrics} and prints a results table."""
     from keras_fgvc.config import to_dict
+    from keras_fgvc.data.prepare import check_tables, decode_once
     from keras_fgvc.export.stage import check_stage_exports
     from keras_fgvc.training.precision import configure
     from keras_fgvc.training.stages import check_can_start, stages_to_run
@@ -153,10 +154,13 @@ def run(cfg) -> dict:
 
     plan = configure(cfg.runtime)
     rundir.write_config(cfg.run_dir, to_dict(cfg))
+    checked, data_info = check_tables(cfg, {"train": table, "test": test_table})
+    table, test_table = checked["train"], checked["test"]
+    decode_once(cfg, table)
     results = {}
     for stage in stages:
         results[stage.name] = run_stage(cfg, plan, stage, table, truth, test_table if stage_label(stage) == "5k" else None)
-    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), results)
+    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), {**results, "data": data_info})
     print(format_results(results, plan))
     return results
 
@@ -191,7 +195,8 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
                               label, NUM_CLASSES, metrics_fn=fivek_metrics, wandb_run=wandb_run)
 
         def probabilities(rows):
-            return predict_probabilities(trained.model, rows, cfg.data.image_size, max(cfg.data.batch_size, 64))
+            return predict_probabilities(trained.model, rows, cfg.data.image_size, max(cfg.data.batch_size, 64),
+                                         resize=cfg.data.resize, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
 
         y_test = heldout[label].to_numpy().astype(int)
         test_pred = probabilities(heldout).argmax(1)

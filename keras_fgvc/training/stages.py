@@ -251,7 +251,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     margin_targets = [column for key, column in targets.items() if key.endswith("_logits")]
     label_input = (margin_targets[0] if margin_targets else label) if has_margin_head else None
     spec = PipelineSpec(cfg.data.image_size, global_batch, targets=targets, label_input=label_input,
-                        cache=cfg.data.cache, seed=cfg.seed, num_classes=num_classes)
+                        resize=cfg.data.resize, box_mode=cfg.data.box_mode, cache=cfg.data.cache,
+                        cache_dir=cfg.data.cache_dir, seed=cfg.seed, num_classes=num_classes)
     image_layer, placement, mixing = stage_augmentation(cfg, stage)
     train_ds = build(train_rows, spec, training=True, augment=image_layer if placement == "data" else None, mixing=mixing)
     val_ds = build(val_rows, spec, training=False) if len(val_rows) else None

@@ -5,7 +5,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_fgvc.augment import CoarseDropout, OcclusionMask, OneOf, RandomApply, RandomGamma
+from keras_fgvc.augment import (
+    CoarseDropout,
+    OcclusionMask,
+    OneOf,
+    RandomApply,
+    RandomGamma,
+    presets,
+)
+from keras_fgvc.data.masks import load_mask_bank
 from tests.augment.checks import images
 
 RED = np.array([255.0, 0.0, 0.0], "float32")
@@ -66,14 +74,79 @@ def test_occlusion_real_masks_are_scaled_to_the_image(tmp_path):
     opaque = np.zeros((10, 10, 3), np.uint8)
     opaque[:, 5:] = (250, 10, 10)  # an opaque PNG: red right half on black
     Image.fromarray(opaque).save(tmp_path / "b.png")
-    layer = OcclusionMask(mode="masks", mask_dir=str(tmp_path), mask_size=8)
+    bank = load_mask_bank([tmp_path / "a.png", tmp_path / "b.png"], mask_size=8)
+    layer = OcclusionMask(mode="masks", mask_bank=bank)
     x = np.full((2, 16, 16, 3), 50.0, "float32")
     y = np.asarray(layer.apply_parameters(tf.constant(x), {"mask_index": tf.constant([0, 1])}))
     expected = x.copy()
     expected[0, 4:12, 0:8] = RED
     expected[1, :, 8:] = RED
     np.testing.assert_allclose(y, expected)
-    assert OcclusionMask.from_config(layer.get_config()).get_config() == layer.get_config()
+    # The bank is runtime data: the config leaves it out, and rebuilding needs it again.
+    config = layer.get_config()
+    assert "mask_bank" not in config and "mask_dir" not in config and config["mode"] == "masks"
+    clone = OcclusionMask.from_config(config, mask_bank=bank)
+    assert clone.get_config() == config
+    np.testing.assert_allclose(clone.apply_parameters(tf.constant(x), {"mask_index": tf.constant([0, 1])}), expected)
+    with pytest.raises(ValueError, match=r"mask_bank=keras_fgvc\.data\.masks\.load_mask_bank\("):
+        OcclusionMask.from_config(config)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8])
+def test_occlusion_paints_exactly_the_bank_pixels(dtype):
+    """A bank at the image size is painted pixel for pixel; each image gets the mask it drew."""
+    rng = np.random.default_rng(0)
+    bank = rng.random((3, 12, 10)) < 0.3
+    x = images(4, 12)[:, :, :10]
+    layer = OcclusionMask(mode="masks", mask_bank=bank.astype(dtype) * (7 if dtype is np.uint8 else 1), seed=1)
+    index = np.array([2, 0, 1, 2])
+    y = np.asarray(layer.apply_parameters(tf.constant(x), {"mask_index": tf.constant(index)}))
+    expected = np.where(bank[index][..., None], RED, x)
+    np.testing.assert_array_equal(y, expected)
+    # Called for real: every image is its input with one whole bank mask painted red.
+    y = np.asarray(layer(np.concatenate([x] * 8), training=True))
+    drawn = [[i for i, m in enumerate(bank) if np.array_equal(np.where(m[..., None], RED, xi), yi)]
+             for xi, yi in zip(np.concatenate([x] * 8), y)]
+    assert all(len(d) == 1 for d in drawn)
+    assert {d[0] for d in drawn} == {0, 1, 2}  # 32 draws reach every mask
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+
+
+def test_occlusion_masks_mode_needs_a_bank_and_refuses_the_old_folder_argument():
+    with pytest.raises(ValueError, match=r"needs a mask bank: pass mask_bank=keras_fgvc\.data\.masks\.load_mask_bank"):
+        OcclusionMask(mode="masks")
+    with pytest.raises(ValueError, match=r"no longer reads files: pass mask_bank="):
+        OcclusionMask(mode="masks", mask_dir="train_masks")
+    for bad, message in ((np.zeros((4, 4), bool), r"\[N, height, width\]"), (np.zeros((0, 4, 4), bool), "N >= 1"),
+                         (np.zeros((1, 4, 4), np.float32), "bool or integer")):
+        with pytest.raises(ValueError, match=message):
+            OcclusionMask(mode="masks", mask_bank=bad)
+    rectangle = OcclusionMask(mask_bank=np.ones((1, 4, 4), bool))  # a bank is ignored by mode="rectangle"
+    assert rectangle.mask_bank is None and "mask_bank" not in rectangle.get_config()
+
+
+def test_presets_hand_the_bank_to_masks_steps_only():
+    bank = np.zeros((2, 8, 8), bool)
+    bank[0, :4] = True
+    bank[1, :, 4:] = True
+    steps = [{"OcclusionMask": {"mode": "rectangle"}},
+             {"OcclusionMask": {"mode": "masks", "rate": 0.5}},
+             {"OneOf": {"layers": [{"RandomGamma": {}}, {"OcclusionMask": {"mode": "masks"}}]}},
+             {"RandomApply": {"layer": {"OcclusionMask": {"mode": "masks"}}, "rate": 0.3}}]
+    stack = presets.build(steps, name="hotel", mask_bank=bank)
+    rectangle, masks, one_of, random_apply = stack.layers
+    assert stack.name == "hotel" and rectangle.mode == "rectangle" and rectangle.mask_bank is None
+    assert masks.rate == 0.5
+    for layer in (masks, one_of.layers[1], random_apply.layer):
+        np.testing.assert_array_equal(layer.mask_bank, bank)
+    assert isinstance(one_of.layers[0], RandomGamma) and random_apply.rate == 0.3
+    assert steps[2]["OneOf"]["layers"][1] == {"OcclusionMask": {"mode": "masks"}}  # the steps stay plain data
+    y = np.asarray(masks.apply_parameters(tf.constant(images(1, 8)), {"mask_index": tf.constant([1])}))
+    np.testing.assert_array_equal(y[0, :, 4:], np.broadcast_to(RED, (8, 4, 3)))
+    with pytest.raises(ValueError, match="needs a mask bank"):
+        presets.build(steps)
+    hotel = presets.build(presets.get("hotel_id_train"), mask_bank=bank)  # no masks step: the bank is unused
+    assert hotel.layers[-1].mode == "rectangle" and hotel.layers[-1].mask_bank is None
 
 
 def fixed_gamma(g):

@@ -41,7 +41,8 @@ def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
             assert os.path.isfile(os.path.join(cfg.run_dir, stage, name)), (stage, name)
         assert set(tf.saved_model.load(str(root / "saved" / "fivek" / stage)).signatures) == {"serving_default", "embed"}
     summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
-    assert set(summary) == {"mask", "distancing", "fivek"}
+    assert set(summary) == {"mask", "distancing", "fivek", "data"}
+    assert summary["data"] == {"images_checked": cfg.data.demo.num_images + cfg.data.demo.test_images, "bad_files": 0}
 
 
 def test_human_labels_are_kept_and_pseudo_labels_are_confident(smoke_run):

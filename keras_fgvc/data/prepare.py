@@ -1,0 +1,47 @@
+"""What every driver does to its tables before training: check each image once, report the bad
+ones, and decode the rest once into the shared pixel cache.
+
+Wiring only; the work is in ``data.checks`` and ``data.pixel_cache``.
+"""
+
+from keras_fgvc.data import checks, pixel_cache
+
+
+def check_tables(cfg, tables: dict) -> tuple[dict, dict]:
+    """The run's tables with unreadable images removed, and what was found.
+
+    Bad files of every table go to ``<run_dir>/bad_files.txt`` (path and reason) and one summary
+    line is printed; ``data.strict=true`` raises on the first instead.
+
+    Args:
+        cfg: the run config (``data.cache_dir``, ``data.strict``, ``run_dir``).
+        tables: {name: Table or None}.
+    Returns:
+        ``({name: checked Table or None}, info)`` where info (for metrics.json) holds
+        ``images_checked``, ``bad_files`` and, when there are any, ``bad_files_list``.
+
+    Example:
+        >>> (train,), info = check_tables(cfg, {"train": table}).values()  # doctest: +SKIP
+    """
+    checked, bad = {}, []
+    for name, table in tables.items():
+        if table is None:
+            checked[name] = None
+            continue
+        checked[name], found = checks.check_images(table, cfg.data.cache_dir, cfg.data.strict)
+        bad += found
+    total = sum(len(t) for t in tables.values() if t is not None)
+    listed = checks.write_bad_files(bad, cfg.run_dir)
+    print(checks.summary(bad, total))
+    info = {"images_checked": total, "bad_files": len(bad)}
+    if listed:
+        info["bad_files_list"] = listed
+    return checked, info
+
+
+def decode_once(cfg, table, channels: int = 3):
+    """Decode ``table`` into the pixel cache now (no-op with ``data.cache=false``), so every stage
+    and prediction on a subset of it reads the same decoded pixels."""
+    if cfg.data.cache and len(table):
+        pixel_cache.prepare(table, cfg.data.image_size, channels, cfg.data.resize, cfg.data.box_mode,
+                            cfg.data.cache_dir)

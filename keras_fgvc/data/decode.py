@@ -126,3 +126,32 @@ def model_pixels(encoded: tf.Tensor, size: int, channels: int = 3, policy: str =
     if box is not None:
         image = apply_box(image, box, box_mode)
     return tf.round(resize(image, size, policy))
+
+
+def random_crop_pixels(encoded: tf.Tensor, size: int, channels: int = 3, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                       seed=None) -> tf.Tensor:
+    """A random-resized crop taken while decoding: float32 [size, size, channels] in [0, 255].
+
+    For JPEGs only the crop window is decoded (``decode_and_crop_jpeg``), so a full-resolution photo
+    is not decoded and then mostly thrown away (the TPU ImageNet input pipelines do the same); other
+    formats are decoded, then cropped. The window is Inception-style: area in ``scale`` of the image,
+    aspect ratio in ``ratio``, the whole image when 10 draws fail.
+    """
+    is_jpeg = tf.io.is_jpeg(encoded)
+    shape = tf.cond(is_jpeg, lambda: tf.io.extract_jpeg_shape(encoded),
+                    lambda: tf.shape(tf.io.decode_image(encoded, channels=channels, expand_animations=False)))
+    begin, crop_size, _ = tf.image.sample_distorted_bounding_box(
+        shape, tf.zeros([1, 0, 4]), seed=seed, aspect_ratio_range=ratio, area_range=scale, max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    top, left = begin[0], begin[1]
+    height, width = crop_size[0], crop_size[1]
+
+    def jpeg_window():
+        image = tf.io.decode_and_crop_jpeg(encoded, tf.stack([top, left, height, width]), channels=3)
+        return image if channels == 3 else tf.image.rgb_to_grayscale(image)
+
+    def decoded_window():
+        return decode_image(encoded, channels)[top:top + height, left:left + width]
+
+    image = tf.ensure_shape(tf.cond(is_jpeg, jpeg_window, decoded_window), [None, None, channels])
+    return tf.round(resize(image, size, "squash"))

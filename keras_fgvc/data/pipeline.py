@@ -12,12 +12,13 @@ runs here too when the stage places it in the data (``augment``), otherwise in t
 """
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from keras_fgvc.data import pixel_cache
+from keras_fgvc.data.decode import random_crop_pixels
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class PipelineSpec:
     drop_remainder: bool = False
     # Label mixing (CutMix/MixUp) one-hot encodes its single target with this many classes.
     num_classes: Optional[int] = None
+    # (scale, ratio) of a random-resized crop taken while decoding (decode.random_crop_pixels), for
+    # training without the cache: JPEGs decode only the crop window. Evaluation ignores it.
+    decode_crop: Optional[tuple] = None
     # Class-balanced batches for triplet/center losses: (P classes, K images each) from the column
     # of the first target; batch_size must equal P * K.
     pk: Optional[tuple] = None
@@ -81,7 +85,7 @@ def _row_order(table, spec: PipelineSpec, training: bool) -> tf.data.Dataset:
 def _batched_images(table, spec: PipelineSpec, training: bool) -> tf.data.Dataset:
     """Batches of ``(rows int64 [B], images uint8 [B, S, S, C])`` in the order of ``_row_order``."""
     shape = [spec.image_size, spec.image_size, spec.channels]
-    if spec.cache:
+    if spec.cache and not (training and spec.decode_crop):
         array, positions = pixel_cache.lookup(table, spec.image_size, spec.channels, spec.resize, spec.box_mode,
                                               spec.cache_dir)
 
@@ -97,7 +101,14 @@ def _batched_images(table, spec: PipelineSpec, training: bool) -> tf.data.Datase
 
         batches = _row_order(table, spec, training).batch(spec.batch_size, drop_remainder=spec.drop_remainder)
         return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    decode = pixel_cache.decoder(table, spec.image_size, spec.channels, spec.resize, spec.box_mode)
+    if training and spec.decode_crop:
+        scale, ratio = spec.decode_crop
+
+        def decode(row, encoded):
+            return tf.cast(random_crop_pixels(encoded, spec.image_size, spec.channels, scale, ratio, spec.seed),
+                           tf.uint8)
+    else:
+        decode = pixel_cache.decoder(table, spec.image_size, spec.channels, spec.resize, spec.box_mode)
     if "record_file" in table.columns:  # a stream: shards are read in order, so shuffle decoded images
         ds = pixel_cache.encoded_images(table).map(lambda row, encoded: (row, decode(row, encoded)),
                                                    num_parallel_calls=tf.data.AUTOTUNE)
@@ -152,13 +163,8 @@ def build(table, spec: PipelineSpec, training: bool, augment=None, mixing=None) 
         return (inputs, targets) if targets else inputs
 
     ds = _batched_images(table, spec, training).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def split_rows(num_rows: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
-    """Disjoint random index sets with the given fractions; the remainder comes last."""
-    order = np.random.default_rng(seed).permutation(num_rows)
-    counts = [int(round(f * num_rows)) for f in fractions]
-    bounds = np.cumsum([0] + counts)
-    parts = [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return parts + [order[bounds[-1]:]]
+    options = tf.data.Options()
+    # Under tf.distribute each worker reads every row index and keeps its share of the batches:
+    # the rows are not files, so sharding by file (the default) would fall back to this anyway.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

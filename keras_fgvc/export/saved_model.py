@@ -22,7 +22,8 @@ def check_writable(path: str, overwrite: bool):
         raise UserError(f"{path} already exists; set export.overwrite=true to replace it")
 
 
-def export_saved_model(model: keras.Model, path: str, image_size: int, channels: int = 3, overwrite: bool = False) -> str:
+def export_saved_model(model: keras.Model, path: str, image_size: int, channels: int = 3, overwrite: bool = False,
+                       classes=None, resize: str = "squash") -> str:
     """Write ``model`` as a SavedModel at ``path`` (atomically: temp dir + rename).
 
     Args:
@@ -31,6 +32,10 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
         image_size: side the images are resized to, as in training.
         channels: 3 (RGB) or 1 (greyscale).
         overwrite: replace an existing export.
+        classes: the data set's class ids in index order (``data.classes``): ``serving_default`` then
+            also returns ``class_id`` (the original id of ``top_class``, as a string) and the
+            export folder holds ``classes.json``.
+        resize: the resize policy used in training (``data.decode.RESIZE_POLICIES``).
 
     Example:
         >>> export_saved_model(model, "saved_models/fivek/mask", image_size=64)  # doctest: +SKIP
@@ -41,15 +46,21 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
 
     def pixels(image_bytes):
         return tf.map_fn(
-            lambda encoded: model_pixels(encoded, image_size, channels),
+            lambda encoded: model_pixels(encoded, image_size, channels, resize),
             image_bytes,
             fn_output_signature=tf.TensorSpec([image_size, image_size, channels], tf.float32),
         )
 
+    class_ids = tf.constant([str(c) for c in classes]) if classes is not None else None
+
     def serve(image_bytes):
         logits = model(pixels(image_bytes), training=False)["logits"]
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-        return {"probabilities": probabilities, "top_class": tf.argmax(probabilities, axis=-1, output_type=tf.int32)}
+        top_class = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        outputs = {"probabilities": probabilities, "top_class": top_class}
+        if class_ids is not None:
+            outputs["class_id"] = tf.gather(class_ids, top_class)
+        return outputs
 
     def embed(image_bytes):
         return {"embedding": tf.cast(model(pixels(image_bytes), training=False)["embedding"], tf.float32)}
@@ -63,6 +74,10 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
     staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
     try:
         archive.write_out(staging, verbose=False)
+        if classes is not None:
+            from keras_fgvc.data import classes as class_map
+
+            class_map.save(classes, staging)
         if os.path.exists(path):
             shutil.rmtree(path)
         os.replace(staging, path)

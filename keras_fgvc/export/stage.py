@@ -26,7 +26,7 @@ def check_stage_exports(cfg, stages) -> None:
             check_writable(path, cfg.export.overwrite)
 
 
-def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_labels=None) -> dict:
+def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_labels=None, classes=None) -> dict:
     """SavedModel (+ TFLite files compared with Keras on ``val_rows``); returns what was written.
 
     Args:
@@ -35,18 +35,21 @@ def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_la
         stage: the stage name (the export folder).
         calibration_rows: Table rows whose images calibrate int8 quantisation.
         val_rows, val_labels: rows and integer labels to compare TFLite with Keras on.
+        classes: the class mapping (``data.classes``) stored with the SavedModel.
     """
     from keras_fgvc.data.pipeline import PipelineSpec, build
     from keras_fgvc.export.saved_model import export_saved_model
     from keras_fgvc.export.tflite import compare_with_keras, export_tflite
 
     size = cfg.data.image_size
-    exported = {"saved_model": export_saved_model(model, stage_export_path(cfg, stage), size, overwrite=cfg.export.overwrite)}
+    exported = {"saved_model": export_saved_model(model, stage_export_path(cfg, stage), size, overwrite=cfg.export.overwrite,
+                                                  classes=classes, resize=cfg.data.resize)}
     if not cfg.export.tflite:
         return exported
 
     def pixels(rows):
-        batches = build(rows, PipelineSpec(size, 64, cache=False), training=False)
+        spec = PipelineSpec(size, 64, resize=cfg.data.resize, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
+        batches = build(rows, spec, training=False)
         return np.concatenate([batch["image"].numpy() for batch in batches])
 
     sample = calibration_rows.sample(min(len(calibration_rows), cfg.export.calibration_images), random_state=cfg.seed)

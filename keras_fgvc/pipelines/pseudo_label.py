@@ -25,7 +25,7 @@ import pandas as pd
 
 from keras_fgvc.config.schema import register_pipeline_options
 from keras_fgvc.data import synthetic
-from keras_fgvc.data.pipeline import split_rows
+from keras_fgvc.data.splits import split_rows
 from keras_fgvc.data.sources import fivek as fivek_source
 from keras_fgvc.data.sources import load
 from keras_fgvc.errors import DataError, UserError

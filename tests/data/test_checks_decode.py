@@ -157,3 +157,26 @@ def test_an_image_tensorflow_cannot_decode_is_named(tmp_path):
     with pytest.raises(DataError, match=rf"^{tiff}: TensorFlow cannot decode it"):
         pixel_cache.prepare(table, 4, cache_dir=str(tmp_path), verbose=False)
     assert not [n for n in os.listdir(tmp_path / "pixels")]  # no half-written cache left
+
+
+def test_decode_time_crop_decodes_a_window_of_the_right_area_and_aspect(tmp_path):
+    from keras_fgvc.data.decode import random_crop_pixels
+
+    # Columns coloured by x: the crop's mean colour tells where the window was; a full-image crop
+    # of a whole-area range returns the squashed image itself.
+    width, height = 200, 100
+    ramp = np.tile(np.linspace(0, 255, width, dtype=np.float32)[None, :, None], (height, 1, 3)).astype(np.uint8)
+    path = tmp_path / "ramp.jpg"
+    Image.fromarray(ramp).save(path, quality=95)
+    encoded = tf.io.read_file(str(path))
+    whole = random_crop_pixels(encoded, 16, scale=(1.0, 1.0), ratio=(2.0, 2.0), seed=1).numpy()
+    np.testing.assert_allclose(whole, resize(decode_image(encoded), 16).numpy().round(), atol=1.0)
+    means = [random_crop_pixels(encoded, 16, scale=(0.1, 0.2), ratio=(1.0, 1.0), seed=s).numpy()[..., 0].mean()
+             for s in range(6)]
+    assert np.ptp(means) > 20  # windows land in different places
+    png = tmp_path / "ramp.png"
+    Image.fromarray(ramp).save(png)
+    crop = random_crop_pixels(tf.io.read_file(str(png)), 16, scale=(0.1, 0.2), ratio=(1.0, 1.0), seed=3).numpy()
+    # A square window of 10-20% of 200 x 100 spans 45-63 columns: its colour range is that of ~45-63 columns.
+    span = np.ptp(crop[..., 0]) / 255 * (width - 1)
+    assert 30 < span < 70 and crop.shape == (16, 16, 3)

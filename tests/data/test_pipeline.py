@@ -11,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_fgvc.data.decode import decode_image, model_pixels
-from keras_fgvc.data.pipeline import PipelineSpec, build, split_rows
+from keras_fgvc.data.pipeline import PipelineSpec, build
+from keras_fgvc.data.splits import split_rows, stratified_split
 
 
 @pytest.fixture
@@ -95,3 +96,17 @@ def test_split_rows_is_a_seeded_partition():
     assert sorted(np.concatenate([a, b, rest]).tolist()) == list(range(100))
     again = split_rows(100, [0.15, 0.25], seed=4)
     assert all(np.array_equal(x, y) for x, y in zip((a, b, rest), again))
+
+
+def test_stratified_split_takes_the_fraction_of_every_class_and_keeps_one_in_train():
+    labels = np.array([0] * 20 + [1] * 10 + [2] * 3 + [3] * 1 + [np.nan] * 4, dtype=object)
+    train, val = stratified_split(labels, 0.1, seed=7)
+    assert np.intersect1d(train, val).size == 0 and sorted(np.concatenate([train, val])) == list(range(len(labels)))
+    counts = {c: int(np.sum(labels[val] == c)) for c in (0, 1, 2, 3)}
+    assert counts == {0: 2, 1: 1, 2: 1, 3: 0}  # round(0.1 n), at least one for n >= 2, never the last one
+    assert all(isinstance(v, int) for v in labels[val])  # NaN rows stay in train
+    again, val_again = stratified_split(labels, 0.1, seed=7)
+    np.testing.assert_array_equal(val, val_again)
+    assert not np.array_equal(val, stratified_split(labels, 0.1, seed=8)[1])
+    with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
+        stratified_split(labels, 1.0, seed=0)

@@ -91,3 +91,18 @@ def test_existing_directory_is_kept_unless_overwrite(tmp_path):
     assert os.listdir(tmp_path) == ["export"]  # the staging directory was renamed, none left behind
     served = tf.saved_model.load(str(target)).signatures["serving_default"](image_bytes=tf.constant(encoded_images()[:1]))
     np.testing.assert_allclose(served["probabilities"].numpy(), keras_reference(model, encoded_images()[:1])[0], atol=1e-5)
+
+
+def test_class_mapping_and_resize_policy_travel_with_the_export(tmp_path):
+    from keras_fgvc.data import classes as class_map
+
+    model = small_model()
+    hotel_ids = [31, 7, 1024, 5]  # original ids in index order
+    path = export_saved_model(model, str(tmp_path / "export"), image_size=SIZE, classes=hotel_ids, resize="crop")
+    assert class_map.load(path) == hotel_ids
+    files = encoded_images()
+    served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(files))
+    pixels = tf.stack([model_pixels(tf.constant(f), SIZE, policy="crop") for f in files])
+    expected = model(pixels, training=False)["logits"].numpy().argmax(-1)
+    np.testing.assert_array_equal(served["top_class"].numpy(), expected)
+    assert [v.decode() for v in served["class_id"].numpy()] == [str(hotel_ids[i]) for i in expected]

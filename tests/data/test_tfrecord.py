@@ -213,3 +213,30 @@ def test_encoded_images_refuses_a_record_listed_twice(table, tmp_path):
     with pytest.raises(DataError, match="lists a record twice"):
         tfrecord.encoded_images(loaded.iloc[[0, 1, 0]])
     assert tf.io.gfile.exists(str(tmp_path / "shards" / "train.json"))  # nothing was touched
+
+
+def test_a_tfrecord_table_trains_on_the_same_pixels_as_its_files(table, tmp_path):
+    from keras_fgvc.data.pipeline import PipelineSpec, build
+
+    tfrecord.write(table, str(tmp_path / "records"), shards=3, root=table.attrs["root"])
+    records = load("tfrecord", str(tmp_path / "records"))
+    labelled = [i for i, v in enumerate(LABELS) if not np.isnan(v)]
+
+    def images_and_labels(rows, cache, training):
+        spec = PipelineSpec(8, 3, targets={"logits": "label"}, cache=cache, cache_dir=str(tmp_path / "cache"))
+        batches = list(build(rows, spec, training=training))
+        return (np.concatenate([i["image"].numpy() for i, _ in batches]),
+                np.concatenate([t["logits"].numpy() for _, t in batches]))
+
+    expected, expected_labels = images_and_labels(table.iloc[labelled], cache=False, training=False)
+    for cache in (True, False):
+        images, labels = images_and_labels(records.iloc[labelled], cache=cache, training=False)
+        if not cache:  # a stream arrives in shard order: compare as sets of (label, image)
+            order, expected_order = np.lexsort(images.reshape(len(images), -1).T), np.lexsort(
+                expected.reshape(len(expected), -1).T)
+            images, labels = images[order], labels[order]
+            expected_sorted, expected_labels_sorted = expected[expected_order], expected_labels[expected_order]
+        else:
+            expected_sorted, expected_labels_sorted = expected, expected_labels
+        np.testing.assert_array_equal(images, expected_sorted)
+        np.testing.assert_array_equal(labels, expected_labels_sorted)

@@ -151,6 +151,9 @@ def check_names(cfg):
 
     if cfg.data.format not in FORMATS:
         raise _unknown("data format", "data.format", cfg.data.format, FORMATS)
+    from keras_fgvc.data.sources import check_options
+
+    check_options(cfg.data.format, dict(cfg.data.source_options))
     if cfg.data.resize not in RESIZE_POLICIES:
         raise _unknown("resize policy", "data.resize", cfg.data.resize, RESIZE_POLICIES)
     if cfg.data.box_mode not in BOX_MODES:

@@ -25,6 +25,8 @@ class DataConfig:
     # None: generate (once) and use the pipeline's built-in demo data under ``demo_root``.
     root: Optional[str] = None
     format: str = "fivek"
+    # Keyword options of the format's loader, e.g. {path_column: file, label_columns: [species]} for csv.
+    source_options: dict = field(default_factory=dict)
     demo_root: str = "data/demo"
     demo: DemoDataConfig = field(default_factory=DemoDataConfig)
     image_size: int = 64

@@ -45,3 +45,10 @@ def decode_once(cfg, table, channels: int = 3):
     if cfg.data.cache and len(table):
         pixel_cache.prepare(table, cfg.data.image_size, channels, cfg.data.resize, cfg.data.box_mode,
                             cfg.data.cache_dir)
+
+
+def source_table(cfg, root: str, split: str = "train"):
+    """The ``split`` Table of the data set at ``root`` in ``data.format`` with ``data.source_options``."""
+    from keras_fgvc.data.sources import load
+
+    return load(cfg.data.format, root, split, **dict(cfg.data.source_options))

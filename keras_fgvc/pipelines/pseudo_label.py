@@ -25,9 +25,9 @@ import pandas as pd
 
 from keras_fgvc.config.schema import register_pipeline_options
 from keras_fgvc.data import synthetic
-from keras_fgvc.data.splits import split_rows
+from keras_fgvc.data.prepare import source_table
 from keras_fgvc.data.sources import fivek as fivek_source
-from keras_fgvc.data.sources import load
+from keras_fgvc.data.splits import split_rows
 from keras_fgvc.errors import DataError, UserError
 from keras_fgvc.tracking import run_dir as rundir
 
@@ -72,7 +72,7 @@ def data_root(cfg) -> str:
 
 def training_table(cfg) -> pd.DataFrame:
     """The source rows of the training split (for previews and other tasks)."""
-    return load(cfg.data.format, data_root(cfg))
+    return source_table(cfg, data_root(cfg))
 
 
 def initial_table(source: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
@@ -142,13 +142,13 @@ def run(cfg) -> dict:
     check_stage_exports(cfg, [stage.name for stage in stages])
     if stages[0].name == cfg.train.stages[0].name:
         root = data_root(cfg)
-        table = initial_table(load(cfg.data.format, root), cfg.data.test_fraction, cfg.seed)
+        table = initial_table(source_table(cfg, root), cfg.data.test_fraction, cfg.seed)
     else:
         table = read_previous_table(cfg, stages[0])
         root = data_root(cfg)
     check_can_start(cfg, stages)
     truth = fivek_source.load_truth(root)
-    test_table = load(cfg.data.format, root, split="test") if os.path.isfile(
+    test_table = source_table(cfg, root, split="test") if os.path.isfile(
         os.path.join(root, fivek_source.META_FILES["test"])
     ) else None
 
@@ -238,7 +238,10 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     table["label_source"] = summarize_sources(table)
     rundir.write_table(os.path.join(trained.folder, "table.csv"), table)
     if test_table is not None and len(test_table):
-        from keras_fgvc.export.submission import write_fivek_predictions, write_predictions_csv
+        from keras_fgvc.export.submission import (
+            write_fivek_predictions,
+            write_predictions_csv,
+        )
 
         probs = probabilities(test_table)
         write_fivek_predictions(os.path.join(trained.folder, "submission.csv"), test_table["fname"], probs.argmax(1), label_column=label)

@@ -10,7 +10,7 @@ before anything is written.
 import os
 
 from keras_fgvc.data import tfrecord
-from keras_fgvc.data.sources import load
+from keras_fgvc.data.prepare import source_table
 from keras_fgvc.errors import DataError, UserError
 
 SPLITS = ("train", "val", "test")
@@ -51,10 +51,10 @@ def run(cfg) -> dict[str, list[str]]:
     out_dir = cfg.data.tfrecord_dir or os.path.join(cfg.run_dir, "tfrecords")
     if cfg.data.format == "tfrecord" and _same_folder(root, out_dir):
         raise UserError(f"data.tfrecord_dir {out_dir} is the folder being read; choose another one")
-    tables = {"train": load(cfg.data.format, root, "train")}
+    tables = {"train": source_table(cfg, root, "train")}
     for split in SPLITS[1:]:
         try:
-            tables[split] = load(cfg.data.format, root, split)
+            tables[split] = source_table(cfg, root, split)
         except DataError as error:
             # Most data sets lack some split; the reason is printed so a broken one is noticed.
             print(f"no {split} split written: {error}")

@@ -90,3 +90,17 @@ def test_csv_mistakes_name_the_file_and_row(tmp_path, text, message):
 def test_csv_missing_split_file_names_it(tmp_path):
     with pytest.raises(DataError, match=r"val.csv: file not found"):
         load("csv", str(tmp_path), "val")
+
+
+def test_source_options_reach_the_loader_and_unknown_ones_are_named(tmp_path):
+    from keras_fgvc.config.compose import compose
+    from keras_fgvc.data.prepare import source_table
+
+    folder_tree(tmp_path, ["a.jpg", "b.jpg"])
+    (tmp_path / "train.csv").write_text("file,species\na.jpg,owl\nb.jpg,\n")
+    cfg = compose(["data.format=csv", f"data.root={tmp_path}", "data.source_options.path_column=file",
+                   "data.source_options.label_columns=[species]"])
+    table = source_table(cfg, str(tmp_path))
+    assert table["species"].tolist()[0] == 0.0 and np.isnan(table["species"].tolist()[1])
+    with pytest.raises(DataError, match=r"^data.source_options.label_column: format 'csv' takes path_column, label_columns$"):
+        compose(["data.format=csv", "data.source_options.label_column=x"])

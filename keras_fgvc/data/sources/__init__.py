@@ -14,6 +14,7 @@ Columns every source uses the same way:
 """
 
 import importlib
+import inspect
 
 # format name -> module in this package exposing load(root, split="train")
 FORMATS = {
@@ -38,4 +39,23 @@ def load(format: str, root: str, split: str = "train", **options):
 
     if format not in FORMATS:
         raise DataError(f"unknown data format '{format}'; known: {', '.join(sorted(FORMATS))}")
-    return importlib.import_module(FORMATS[format]).load(root, split=split, **options)
+    loader = importlib.import_module(FORMATS[format]).load
+    check_options(format, options)
+    return loader(root, split=split, **options)
+
+
+def options_of(format: str) -> list[str]:
+    """The keyword options a format's ``load`` takes besides root and split (``data.source_options``)."""
+    parameters = inspect.signature(importlib.import_module(FORMATS[format]).load).parameters
+    return [name for name in parameters if name not in ("root", "split")]
+
+
+def check_options(format: str, options: dict) -> None:
+    """DataError naming the first option ``format`` does not take (before anything is read)."""
+    from keras_fgvc.errors import DataError
+
+    known = options_of(format)
+    for name in options:
+        if name not in known:
+            raise DataError(f"data.source_options.{name}: format '{format}' takes "
+                            f"{', '.join(known) if known else 'no options'}")

@@ -110,3 +110,21 @@ def test_stratified_split_takes_the_fraction_of_every_class_and_keeps_one_in_tra
     assert not np.array_equal(val, stratified_split(labels, 0.1, seed=8)[1])
     with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
         stratified_split(labels, 1.0, seed=0)
+
+
+def test_object_boxes_of_the_cars_layout_crop_the_pixels_the_model_sees(tmp_path):
+    from keras_fgvc.data import synthetic
+    from keras_fgvc.data.checks import check_images
+    from keras_fgvc.data.decode import apply_box, decode_image, resize
+    from keras_fgvc.data.sources import load
+
+    synthetic.make("cars", str(tmp_path / "cars"), seed=1, num_classes=3, images_per_class=2, image_size=48)
+    table, bad = check_images(load("stanford_cars", str(tmp_path / "cars"), "train"), cache_dir=str(tmp_path))
+    assert bad == [] and table[["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"]].notna().all().all()
+    for box_mode in ("crop", "erase_background"):
+        spec = PipelineSpec(16, 8, box_mode=box_mode, cache_dir=str(tmp_path))
+        images = np.concatenate([b["image"].numpy() for b in build(table, spec, training=False)])
+        for row, image in zip(table.itertuples(), images):
+            box = tf.constant([row.bbox_x1, row.bbox_y1, row.bbox_x2, row.bbox_y2], tf.float32)
+            expected = tf.round(resize(apply_box(decode_image(tf.io.read_file(row.path)), box, box_mode), 16)).numpy()
+            np.testing.assert_array_equal(image, expected)

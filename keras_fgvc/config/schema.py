@@ -183,8 +183,15 @@ class Config:
     # Settings applied when smoke=true, as {dotted.key: value}; explicit overrides still win.
     smoke_settings: dict = field(default_factory=dict)
     seed: int = 0
+    # The run directory is <runs_root>/<pipeline>/<name>: fixed by these keys, never a timestamp,
+    # so the command of a killed run plus resume=true finds it again.
     name: str = "default"
     runs_root: str = "runs"
+    # Continue the run in the run directory: stages that finished are loaded, not retrained; an
+    # interrupted stage continues from its last completed epoch (weights, optimizer state and
+    # schedule position, best checkpoint, history.csv). Without it, a stage that an interrupted run
+    # left half trained is refused rather than overwritten. Nothing to resume: a new run starts.
+    resume: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

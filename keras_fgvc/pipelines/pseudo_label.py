@@ -128,6 +128,21 @@ def read_previous_table(cfg, stage) -> pd.DataFrame:
     return table
 
 
+def finished_stage(cfg, stage):
+    """With ``resume=true``: ``(completed table, metrics)`` of a stage an earlier run finished
+    (``metrics.json``, written last, is its marker), else None."""
+    import json
+
+    from keras_fgvc.training.stages import stage_folder
+
+    folder = stage_folder(cfg, stage.name)
+    table_path, metrics_path = os.path.join(folder, "table.csv"), os.path.join(folder, "metrics.json")
+    if not (cfg.resume and os.path.isfile(metrics_path) and os.path.isfile(table_path)):
+        return None
+    with open(metrics_path) as f:
+        return pd.read_csv(table_path), json.load(f)
+
+
 def run(cfg) -> dict:
     """Run the stages ``cfg.stage`` selects; returns {stage: metrics} and prints a results table."""
     from keras_fgvc.config import to_dict
@@ -139,7 +154,8 @@ def run(cfg) -> dict:
     stages = stages_to_run(cfg)
     for stage in stages:
         stage_label(stage)
-    check_stage_exports(cfg, [stage.name for stage in stages])
+    # A stage a resumed run skips keeps its export.
+    check_stage_exports(cfg, [stage.name for stage in stages if finished_stage(cfg, stage) is None])
     if stages[0].name == cfg.train.stages[0].name:
         root = data_root(cfg)
         table = initial_table(source_table(cfg, root), cfg.data.test_fraction, cfg.seed)
@@ -159,6 +175,11 @@ def run(cfg) -> dict:
     decode_once(cfg, table)
     results = {}
     for stage in stages:
+        finished = finished_stage(cfg, stage)
+        if finished is not None:  # resume=true: the next stage starts from its completed table
+            table, results[stage.name] = finished
+            print(f"stage '{stage.name}': finished in an earlier run; its table and metrics are kept")
+            continue
         results[stage.name] = run_stage(cfg, plan, stage, table, truth, test_table if stage_label(stage) == "5k" else None)
     rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), {**results, "data": data_info})
     print(format_results(results, plan))
@@ -209,6 +230,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
             "trained_on": len(train_rows),
             "warm_start": trained.info["init_from"],
             "epochs_run": trained.info["epochs_run"],
+            **({"stopped_on_nan": trained.info["stopped_on_nan"]} if "stopped_on_nan" in trained.info else {}),
             "heldout_accuracy": accuracy(y_test, test_pred),
             "heldout_f1": f1_score(y_test, test_pred, average="binary"),
         }

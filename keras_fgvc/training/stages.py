@@ -10,21 +10,63 @@ specific to its system (5K label completion, Hotel-ID gallery, Squeeze report):
         run = train_stage(cfg, plan, stage, lambda c: build_model(c, k), train_rows, val_rows, "label", k)
         probabilities = predict_table(run.model, rows, cfg.data.image_size)
 
-Stage files live in ``<run_dir>/<stage>/``: ``best.weights.h5``, ``last.weights.h5``, ``history.csv``.
+Stage files live in ``<run_dir>/<stage>/``: ``best.weights.h5``, ``last.weights.h5``, ``history.csv``,
+``checkpoint.json`` (best value and epoch), ``backup/`` while it trains (the resume state of the
+last completed epoch) and ``finished.json`` once it has (info and history).
+
+Resume (``resume=true``): the run directory ``<runs_root>/<pipeline>/<name>`` is a function of the
+config alone (``name`` defaults to "default", never a timestamp), so the same command line plus
+``resume=true`` finds the killed run. A stage with ``finished.json`` is not trained again (its best
+weights are loaded); a stage with a backup continues from its last completed epoch: weights,
+optimizer state and step (the schedule position), best-checkpoint tracking, early-stopping and
+plateau counters, history.csv, and the order of the training batches. Without ``resume=true`` a
+stage that has a backup is refused (UserError): an interrupted run is never overwritten or
+continued by accident.
+
+Data order: the training set is fed as ``build(...).repeat()`` with ``steps_per_epoch``, so
+tf.data draws one shuffle permutation per pass over the rows, in order (seeded by ``cfg.seed``;
+the i-th iterator of the shuffle gets the i-th permutation). A fresh process starts again at the
+first permutation, so a resumed run first creates (and drops) one iterator per pass already
+trained, and skips the batches of a pass it stopped inside: epoch ``e`` then sees the same batches
+as in an uninterrupted run. Random draws in the training step (dropout, augmentation placed in the
+model) continue from the seed-generator states in the backup. Not replayed: random augmentation
+placed in tf.data (``augment.runs_in=data``, CutMix/MixUp), whose generators restart with the
+process; and under a multi-device strategy Keras reads one batch before ``fit`` to build the model,
+whose prefetching may draw a permutation ahead on a data set of a few batches per pass.
 """
 
 import dataclasses
+import json
 import math
 import os
 import re
+import shutil
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import keras
 
 from keras_fgvc.errors import UserError
-from keras_fgvc.training.callbacks import BEST, BestAndLastCheckpoint, monitor_mode, stage_callbacks
+from keras_fgvc.training.callbacks import (
+    BACKUP_DIR,
+    BEST,
+    CHECKPOINT_STATE,
+    HISTORY,
+    LAST,
+    BestAndLastCheckpoint,
+    NanGuard,
+    ResumableBackup,
+    monitor_mode,
+    remove_partial_files,
+    stage_callbacks,
+    truncate_history,
+)
+
+# Written when a stage's training has ended (all epochs, early stop or NaN stop): its info and
+# history. With resume=true such a stage is not trained again.
+FINISHED = "finished.json"
 
 # "block3_...", "stage2_block1_...", "stage1_unit2_...", keras.applications' "block1a_...".
 _BLOCK = re.compile(r"^(.*?(?:block|unit)\d+[a-z]?)_")
@@ -69,7 +111,7 @@ def stage_train_config(cfg, stage):
     return dataclasses.replace(merged, epochs=stage.epochs or merged.epochs)
 
 
-def init_weights(cfg, stage) -> Optional[str]:
+def init_weights(cfg, stage) -> str | None:
     """The weights file ``stage`` starts from, or None; UserError when it should exist and does not."""
     source = stage.init_from
     if source == "none":
@@ -92,8 +134,32 @@ def init_weights(cfg, stage) -> Optional[str]:
     return source
 
 
+def interrupted_epochs(cfg, stage) -> int:
+    """Completed epochs in the resume backup of a stage that has not finished (0: none)."""
+    folder = stage_folder(cfg, stage.name)
+    if os.path.isfile(os.path.join(folder, FINISHED)):
+        return 0
+    return ResumableBackup.completed_epochs(os.path.join(folder, BACKUP_DIR))
+
+
+def check_no_interrupted_run(cfg, stages) -> None:
+    """Without ``resume=true``: refuse a stage that an earlier, killed run left half trained."""
+    if cfg.resume:
+        return
+    for stage in stages:
+        epochs = interrupted_epochs(cfg, stage)
+        if epochs:
+            backup = os.path.join(stage_folder(cfg, stage.name), BACKUP_DIR)
+            raise UserError(
+                f"stage '{stage.name}' of run {cfg.run_dir} was interrupted after {epochs} epoch(s) ({backup}); "
+                f"add resume=true to continue it, or delete {backup} to train the stage from scratch"
+            )
+
+
 def check_can_start(cfg, stages) -> None:
-    """Before anything is written: the first selected stage's inputs from earlier stages exist."""
+    """Before anything is written: no interrupted run is overwritten (without resume=true) and the
+    first selected stage's inputs from earlier stages exist."""
+    check_no_interrupted_run(cfg, stages)
     if stages:
         init_weights(cfg, stages[0])
         teacher = stages[0].teacher
@@ -215,9 +281,60 @@ def default_metrics(targets: dict) -> dict:
     return {"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]} if "logits" in targets else {}
 
 
+def _start_fresh(folder: str):
+    """Remove what an earlier run of this stage left (weights, history, backup, markers): a new
+    run must not report, load or resume another run's files."""
+    for name in (BEST, LAST, CHECKPOINT_STATE, HISTORY, FINISHED):
+        if os.path.exists(os.path.join(folder, name)):
+            os.unlink(os.path.join(folder, name))
+    shutil.rmtree(os.path.join(folder, BACKUP_DIR), ignore_errors=True)
+
+
+def _read_history(path: str) -> dict:
+    """history.csv as ``{column: [values]}`` (what ``History.history`` holds), epoch column dropped."""
+    import pandas as pd
+
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return {}
+    table = pd.read_csv(path)
+    return {column: table[column].tolist() for column in table.columns if column != "epoch"}
+
+
+def _finished_stage(cfg, plan, stage, model_fn, folder) -> StageRun:
+    """A stage an earlier run finished (resume=true): its model at the best weights, its record."""
+    with open(os.path.join(folder, FINISHED)) as f:
+        record = json.load(f)
+    with plan.strategy.scope():
+        model = model_fn(stage_config(cfg, stage))
+    best = os.path.join(folder, BEST)
+    if os.path.isfile(best):
+        model.load_weights(best)
+    print(f"stage '{stage.name}': finished in an earlier run ({os.path.join(folder, FINISHED)}); "
+          "loaded its best weights, not training it again")
+    return StageRun(stage, model, record["history"], folder, {**record["info"], "already_finished": True})
+
+
+def _resumed_dataset(train_ds, completed_epochs: int, steps: int, fallback_batches: int):
+    """The repeated training stream positioned where an uninterrupted run is at ``completed_epochs``.
+
+    Every new iterator of a tf.data shuffle with a fixed seed draws the next permutation of its
+    sequence (and a repeated dataset makes one iterator per pass), so creating and dropping one
+    iterator per finished pass advances the order as training would have, without reading the
+    data; the rest of an unfinished pass (``steps_per_epoch`` that is not a whole pass) is skipped.
+    """
+    cardinality = int(train_ds.cardinality())
+    per_pass = cardinality if cardinality > 0 else fallback_batches
+    passes, offset = divmod(completed_epochs * steps, per_pass)
+    for _ in range(passes):
+        iterator = iter(train_ds)
+        del iterator
+    repeated = train_ds.repeat()
+    return repeated.skip(offset) if offset else repeated
+
+
 def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], train_rows, val_rows, label: str,
-                num_classes: int, metrics_fn: Optional[Callable[[dict], dict]] = None, wandb_run=None) -> StageRun:
-    """Train one stage end to end (see the module docstring).
+                num_classes: int, metrics_fn: Callable[[dict], dict] | None = None, wandb_run=None) -> StageRun:
+    """Train one stage end to end (see the module docstring), or continue or skip it (``cfg.resume``).
 
     Args:
         cfg: the run's Config.
@@ -232,7 +349,16 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         wandb_run: a W&B run to log to (None: none).
 
     Returns:
-        StageRun with the inference model at its best epoch.
+        StageRun with the inference model at its best epoch. ``info`` has ``epochs_run`` (all
+        epochs of the stage, resumed ones included), ``resumed_from_epoch`` when it continued a
+        backup, ``already_finished`` when an earlier run had finished it, and ``stopped_on_nan``
+        (``{"epoch", "batch", "loss", "cause"}``, 0-based as in history.csv) when the loss or the
+        weights turned NaN/inf and the stage stopped there.
+
+    Example:
+        >>> run = train_stage(cfg, configure(cfg.runtime), stage, lambda c: build_model(c, 2), train, val,
+        ...                   "mask", 2)  # doctest: +SKIP
+        >>> run.info["best_epoch"], run.info.get("stopped_on_nan")  # doctest: +SKIP
     """
     from keras_fgvc.data.pipeline import PipelineSpec, build
     from keras_fgvc.models.build import training_model
@@ -240,7 +366,16 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     from keras_fgvc.training.trainer import Trainer
 
     folder = stage_folder(cfg, stage.name)
+    if cfg.resume and os.path.isfile(os.path.join(folder, FINISHED)):
+        return _finished_stage(cfg, plan, stage, model_fn, folder)
+    check_no_interrupted_run(cfg, [stage])
+    completed = interrupted_epochs(cfg, stage) if cfg.resume else 0
+    if not completed:
+        _start_fresh(folder)
     os.makedirs(folder, exist_ok=True)
+    # A SIGKILL in the middle of an atomic write leaves its temp file; nothing else writes here now.
+    remove_partial_files(folder)
+    remove_partial_files(os.path.join(folder, BACKUP_DIR))
     train_cfg = stage_train_config(cfg, stage)
     keras.utils.set_random_seed(cfg.seed)
     # data.batch_size is per replica; the global batch feeds the dataset and the LR rule.
@@ -256,7 +391,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     image_layer, placement, mixing = stage_augmentation(cfg, stage)
     train_ds = build(train_rows, spec, training=True, augment=image_layer if placement == "data" else None, mixing=mixing)
     val_ds = build(val_rows, spec, training=False) if len(val_rows) else None
-    steps = train_cfg.steps_per_epoch or max(1, math.ceil(len(train_rows) / global_batch))
+    batches_per_pass = max(1, math.ceil(len(train_rows) / global_batch))
+    steps = train_cfg.steps_per_epoch or batches_per_pass
     init_path = init_weights(cfg, stage)
     with plan.strategy.scope():
         model = model_fn(stage_config(cfg, stage))
@@ -273,23 +409,53 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         optimizer = make_optimizer(train_cfg, steps, global_batch)
         trainer.compile(optimizer=optimizer, jit_compile=plan.jit_compile)
     monitor = train_cfg.monitor if val_ds is not None else train_cfg.monitor.removeprefix("val_")
-    callbacks = stage_callbacks(train_cfg, folder, model, monitor, wandb_run, cfg.tracking.tensorboard)
+    if completed:
+        # BackupAndRestore loads into a built model, and Keras builds the Trainer lazily (at the first
+        # traced step) on one device; building from the dataset's element spec reads no data.
+        with plan.strategy.scope():
+            trainer._symbolic_build(data_batch=train_ds.element_spec)
+        truncate_history(os.path.join(folder, HISTORY), completed)
+        print(f"stage '{stage.name}': resuming {cfg.run_dir} after epoch {completed} of {train_cfg.epochs}")
+    callbacks = stage_callbacks(train_cfg, folder, model, monitor, wandb_run, cfg.tracking.tensorboard,
+                                resume=bool(completed))
+    # Always a repeated stream with explicit steps: one shuffle permutation per pass, drawn in order,
+    # which a resumed run can replay (see the module docstring). Keras' own handling of a finite
+    # dataset creates extra iterators at epoch ends, a count that is its implementation detail.
+    stream = _resumed_dataset(train_ds, completed, steps, batches_per_pass) if completed else train_ds.repeat()
     history = trainer.fit(
-        train_ds.repeat() if train_cfg.steps_per_epoch else train_ds,
+        stream,
         validation_data=val_ds,
         epochs=train_cfg.epochs,
-        steps_per_epoch=train_cfg.steps_per_epoch,
+        initial_epoch=completed,
+        steps_per_epoch=steps,
         callbacks=callbacks,
         verbose=2,
     )
     checkpoint = next(c for c in callbacks if isinstance(c, BestAndLastCheckpoint))
+    guard = next(c for c in callbacks if isinstance(c, NanGuard))
     best = os.path.join(folder, BEST)
     if os.path.isfile(best):
-        model.load_weights(best)  # the best epoch, not the last
+        model.load_weights(best)  # the best epoch, not the last (and never NaN weights)
+    full_history = _read_history(os.path.join(folder, HISTORY)) if completed else history.history
     info = {
         "init_from": init_path, "warm_start_skipped": skipped, "frozen_layers": len(frozen),
-        "epochs_run": len(history.history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
+        "epochs_run": len(full_history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
         "monitor": monitor, "monitor_mode": monitor_mode(monitor), "best_value": checkpoint.best,
         "global_batch": global_batch,
     }
-    return StageRun(stage, model, history.history, folder, info)
+    if completed:
+        info["resumed_from_epoch"] = completed
+    if guard.stopped:
+        info["stopped_on_nan"] = guard.stopped
+        kept = "no epoch finished before it, so no checkpoint was written" if checkpoint.last_epoch is None else (
+            f"last.weights.h5 is epoch {checkpoint.last_epoch}, best.weights.h5 epoch {checkpoint.best_epoch}")
+        what = (f"the loss became {guard.stopped['loss']}" if guard.stopped["cause"] == "loss"
+                else "the weights became NaN/inf")
+        print(f"warning: stage '{stage.name}': {what} at epoch {guard.stopped['epoch']}, batch {guard.stopped['batch']} "
+              f"(0-based, as in history.csv); training stopped there and {kept}", file=sys.stderr)
+    from keras_fgvc.tracking.run_dir import write_json
+
+    # The marker first, then the backup goes: a kill in between leaves a finished stage.
+    write_json(os.path.join(folder, FINISHED), {"info": info, "history": full_history})
+    shutil.rmtree(os.path.join(folder, BACKUP_DIR), ignore_errors=True)
+    return StageRun(stage, model, full_history, folder, info)

@@ -65,15 +65,7 @@ def training_input(table, spec, preset, drop_crop=False):
         steps = [step for step in steps if "RandomResizedCrop" not in step]
     image_steps, mixing_steps = presets.split_label_mixing(steps)
     augment = presets.build(image_steps) if image_steps else None
-    mixing = None
-    if mixing_steps:
-        layers = [presets.resolve_layer(name)(**(kwargs or {})) for step in mixing_steps for name, kwargs in step.items()]
-
-        def mixing(data, training=True):
-            for layer in layers:
-                data = layer(data, training=training)
-            return data
-    return build(table, spec, training=True, augment=augment, mixing=mixing)
+    return build(table, spec, training=True, augment=augment, mixing=presets.build_mixing(mixing_steps))
 
 
 def main():

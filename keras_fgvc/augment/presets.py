@@ -174,3 +174,18 @@ def split_label_mixing(steps: list[dict]) -> tuple[list[dict], list[dict]]:
         mixes = getattr(resolve_layer(layer_name), "mixes_labels", False)
         (mixing_steps if mixes else image_steps).append(copy.deepcopy(step))
     return image_steps, mixing_steps
+
+
+def build_mixing(steps: list[dict]):
+    """The label-mixing steps (``split_label_mixing``'s second list) as one callable on the
+    ``{"images", "labels"}`` dict that tf.data maps, or None when there are none."""
+    if not steps:
+        return None
+    layers = [resolve_layer(name)(**(kwargs or {})) for step in steps for name, kwargs in step.items()]
+
+    def mixing(data, training=True):
+        for layer in layers:
+            data = layer(data, training=training)
+        return data
+
+    return mixing

@@ -109,11 +109,6 @@ def resize(image: tf.Tensor, size: int, policy: str = "squash") -> tf.Tensor:
     return tf.clip_by_value(out, 0.0, 255.0)
 
 
-def decode_and_resize(encoded: tf.Tensor, size: int, channels: int = 3, policy: str = "squash") -> tf.Tensor:
-    """Decode and resize to float32 [size, size, channels] with values in [0, 255]."""
-    return resize(decode_image(encoded, channels), size, policy)
-
-
 def model_pixels(encoded: tf.Tensor, size: int, channels: int = 3, policy: str = "squash", orientation=1,
                  box=None, box_mode: str = "none") -> tf.Tensor:
     """The exact pixels every model sees: decoded, upright, boxed, resized, rounded to [0, 255] integers.

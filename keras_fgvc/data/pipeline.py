@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from keras_fgvc.data import pixel_cache
 from keras_fgvc.data.decode import random_crop_pixels
+from keras_fgvc.data.tfrecord import encoded_images
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _batched_images(table, spec: PipelineSpec, training: bool) -> tf.data.Datase
     else:
         decode = pixel_cache.decoder(table, spec.image_size, spec.channels, spec.resize, spec.box_mode)
     if "record_file" in table.columns:  # a stream: shards are read in order, so shuffle decoded images
-        ds = pixel_cache.encoded_images(table).map(lambda row, encoded: (row, decode(row, encoded)),
+        ds = encoded_images(table).map(lambda row, encoded: (row, decode(row, encoded)),
                                                    num_parallel_calls=tf.data.AUTOTUNE)
         if training:
             ds = ds.shuffle(min(spec.shuffle_buffer, max(1, len(table))), seed=spec.seed, reshuffle_each_iteration=True)

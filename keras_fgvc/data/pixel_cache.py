@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fgvc.data.decode import model_pixels
+from keras_fgvc.data.tfrecord import encoded_images
 from keras_fgvc.errors import DataError
 
 BOX_COLUMNS = ["bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"]
@@ -60,17 +61,6 @@ def row_columns(table, box_mode: str) -> dict:
             raise DataError(f"box mode '{box_mode}' needs box columns {', '.join(BOX_COLUMNS)}; this data set has none")
         columns["box"] = table[BOX_COLUMNS].to_numpy("float32")
     return columns
-
-
-def encoded_images(table) -> tf.data.Dataset:
-    """``(row, encoded bytes)`` for every row, from files or from TFRecord shards."""
-    if "record_file" in table.columns:
-        from keras_fgvc.data import tfrecord
-
-        return tfrecord.encoded_images(table)
-    paths = tf.constant(table["path"].astype(str).to_numpy())
-    rows = tf.data.Dataset.range(len(table))
-    return rows.map(lambda row: (row, tf.io.read_file(tf.gather(paths, row))), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def decoder(table, image_size: int, channels: int, resize: str, box_mode: str):

@@ -236,16 +236,7 @@ def stage_augmentation(cfg, stage):
     image_steps, mixing_steps = presets.split_label_mixing(steps)
     placement = stage.augment_runs_in or cfg.augment.runs_in
     image_layer = presets.build(image_steps, name=f"{stage.name}_augment") if image_steps else None
-    mixing = None
-    if mixing_steps:
-        layers = [presets.resolve_layer(name)(**(kwargs or {})) for step in mixing_steps for name, kwargs in step.items()]
-
-        def mixing(data, training=True):
-            for layer in layers:
-                data = layer(data, training=training)
-            return data
-
-    return image_layer, placement, mixing
+    return image_layer, placement, presets.build_mixing(mixing_steps)
 
 
 def loss_terms(stage, network: keras.Model, num_classes: int) -> list:

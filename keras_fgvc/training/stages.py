@@ -14,25 +14,7 @@ Stage files live in ``<run_dir>/<stage>/``: ``best.weights.h5``, ``last.weights.
 ``checkpoint.json`` (best value and epoch), ``backup/`` while it trains (the resume state of the
 last completed epoch) and ``finished.json`` once it has (info and history).
 
-Resume (``resume=true``): the run directory ``<runs_root>/<pipeline>/<name>`` is a function of the
-config alone (``name`` defaults to "default", never a timestamp), so the same command line plus
-``resume=true`` finds the killed run. A stage with ``finished.json`` is not trained again (its best
-weights are loaded); a stage with a backup continues from its last completed epoch: weights,
-optimizer state and step (the schedule position), best-checkpoint tracking, early-stopping and
-plateau counters, history.csv, and the order of the training batches. Without ``resume=true`` a
-stage that has a backup is refused (UserError): an interrupted run is never overwritten or
-continued by accident.
-
-Data order: the training set is fed as ``build(...).repeat()`` with ``steps_per_epoch``, so
-tf.data draws one shuffle permutation per pass over the rows, in order (seeded by ``cfg.seed``;
-the i-th iterator of the shuffle gets the i-th permutation). A fresh process starts again at the
-first permutation, so a resumed run first creates (and drops) one iterator per pass already
-trained, and skips the batches of a pass it stopped inside: epoch ``e`` then sees the same batches
-as in an uninterrupted run. Random draws in the training step (dropout, augmentation placed in the
-model) continue from the seed-generator states in the backup. Not replayed: random augmentation
-placed in tf.data (``augment.runs_in=data``, CutMix/MixUp), whose generators restart with the
-process; and under a multi-device strategy Keras reads one batch before ``fit`` to build the model,
-whose prefetching may draw a permutation ahead on a data set of a few batches per pass.
+Resume (``resume=true``) and the order of the training batches: ``training/resume.py``.
 """
 
 import dataclasses
@@ -52,21 +34,22 @@ from keras_fgvc.errors import UserError
 from keras_fgvc.training.callbacks import (
     BACKUP_DIR,
     BEST,
-    CHECKPOINT_STATE,
     HISTORY,
-    LAST,
     BestAndLastCheckpoint,
     NanGuard,
-    ResumableBackup,
     monitor_mode,
     remove_partial_files,
     stage_callbacks,
     truncate_history,
 )
-
-# Written when a stage's training has ended (all epochs, early stop or NaN stop): its info and
-# history. With resume=true such a stage is not trained again.
-FINISHED = "finished.json"
+from keras_fgvc.training.resume import (
+    FINISHED,
+    interrupted_epochs,
+    is_finished,
+    read_history,
+    resumed_dataset,
+    start_fresh,
+)
 
 # "block3_...", "stage2_block1_...", "stage1_unit2_...", keras.applications' "block1a_...".
 _BLOCK = re.compile(r"^(.*?(?:block|unit)\d+[a-z]?)_")
@@ -134,20 +117,12 @@ def init_weights(cfg, stage) -> str | None:
     return source
 
 
-def interrupted_epochs(cfg, stage) -> int:
-    """Completed epochs in the resume backup of a stage that has not finished (0: none)."""
-    folder = stage_folder(cfg, stage.name)
-    if os.path.isfile(os.path.join(folder, FINISHED)):
-        return 0
-    return ResumableBackup.completed_epochs(os.path.join(folder, BACKUP_DIR))
-
-
 def check_no_interrupted_run(cfg, stages) -> None:
     """Without ``resume=true``: refuse a stage that an earlier, killed run left half trained."""
     if cfg.resume:
         return
     for stage in stages:
-        epochs = interrupted_epochs(cfg, stage)
+        epochs = interrupted_epochs(stage_folder(cfg, stage.name))
         if epochs:
             backup = os.path.join(stage_folder(cfg, stage.name), BACKUP_DIR)
             raise UserError(
@@ -272,25 +247,6 @@ def default_metrics(targets: dict) -> dict:
     return {"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]} if "logits" in targets else {}
 
 
-def _start_fresh(folder: str):
-    """Remove what an earlier run of this stage left (weights, history, backup, markers): a new
-    run must not report, load or resume another run's files."""
-    for name in (BEST, LAST, CHECKPOINT_STATE, HISTORY, FINISHED):
-        if os.path.exists(os.path.join(folder, name)):
-            os.unlink(os.path.join(folder, name))
-    shutil.rmtree(os.path.join(folder, BACKUP_DIR), ignore_errors=True)
-
-
-def _read_history(path: str) -> dict:
-    """history.csv as ``{column: [values]}`` (what ``History.history`` holds), epoch column dropped."""
-    import pandas as pd
-
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return {}
-    table = pd.read_csv(path)
-    return {column: table[column].tolist() for column in table.columns if column != "epoch"}
-
-
 def _finished_stage(cfg, plan, stage, model_fn, folder) -> StageRun:
     """A stage an earlier run finished (resume=true): its model at the best weights, its record."""
     with open(os.path.join(folder, FINISHED)) as f:
@@ -303,24 +259,6 @@ def _finished_stage(cfg, plan, stage, model_fn, folder) -> StageRun:
     print(f"stage '{stage.name}': finished in an earlier run ({os.path.join(folder, FINISHED)}); "
           "loaded its best weights, not training it again")
     return StageRun(stage, model, record["history"], folder, {**record["info"], "already_finished": True})
-
-
-def _resumed_dataset(train_ds, completed_epochs: int, steps: int, fallback_batches: int):
-    """The repeated training stream positioned where an uninterrupted run is at ``completed_epochs``.
-
-    Every new iterator of a tf.data shuffle with a fixed seed draws the next permutation of its
-    sequence (and a repeated dataset makes one iterator per pass), so creating and dropping one
-    iterator per finished pass advances the order as training would have, without reading the
-    data; the rest of an unfinished pass (``steps_per_epoch`` that is not a whole pass) is skipped.
-    """
-    cardinality = int(train_ds.cardinality())
-    per_pass = cardinality if cardinality > 0 else fallback_batches
-    passes, offset = divmod(completed_epochs * steps, per_pass)
-    for _ in range(passes):
-        iterator = iter(train_ds)
-        del iterator
-    repeated = train_ds.repeat()
-    return repeated.skip(offset) if offset else repeated
 
 
 def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], train_rows, val_rows, label: str,
@@ -357,12 +295,12 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     from keras_fgvc.training.trainer import Trainer
 
     folder = stage_folder(cfg, stage.name)
-    if cfg.resume and os.path.isfile(os.path.join(folder, FINISHED)):
+    if cfg.resume and is_finished(folder):
         return _finished_stage(cfg, plan, stage, model_fn, folder)
     check_no_interrupted_run(cfg, [stage])
-    completed = interrupted_epochs(cfg, stage) if cfg.resume else 0
+    completed = interrupted_epochs(folder) if cfg.resume else 0
     if not completed:
-        _start_fresh(folder)
+        start_fresh(folder)
     os.makedirs(folder, exist_ok=True)
     # A SIGKILL in the middle of an atomic write leaves its temp file; nothing else writes here now.
     remove_partial_files(folder)
@@ -410,9 +348,9 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     callbacks = stage_callbacks(train_cfg, folder, model, monitor, wandb_run, cfg.tracking.tensorboard,
                                 resume=bool(completed))
     # Always a repeated stream with explicit steps: one shuffle permutation per pass, drawn in order,
-    # which a resumed run can replay (see the module docstring). Keras' own handling of a finite
+    # which a resumed run can replay (training/resume.py). Keras' own handling of a finite
     # dataset creates extra iterators at epoch ends, a count that is its implementation detail.
-    stream = _resumed_dataset(train_ds, completed, steps, batches_per_pass) if completed else train_ds.repeat()
+    stream = resumed_dataset(train_ds, completed, steps, batches_per_pass) if completed else train_ds.repeat()
     history = trainer.fit(
         stream,
         validation_data=val_ds,
@@ -427,7 +365,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     best = os.path.join(folder, BEST)
     if os.path.isfile(best):
         model.load_weights(best)  # the best epoch, not the last (and never NaN weights)
-    full_history = _read_history(os.path.join(folder, HISTORY)) if completed else history.history
+    full_history = read_history(os.path.join(folder, HISTORY)) if completed else history.history
     info = {
         "init_from": init_path, "warm_start_skipped": skipped, "frozen_layers": len(frozen),
         "epochs_run": len(full_history.get("loss", [])), "best_epoch": checkpoint.best_epoch,

@@ -210,7 +210,7 @@ def test_a_finished_stage_is_loaded_not_retrained(killed_and_resumed, data_root,
 @pytest.mark.parametrize("steps", [5, 7, 3])  # a whole pass (5 batches), and epochs across passes
 def test_a_resumed_stream_continues_the_batches_of_an_uninterrupted_one(data_root, steps):
     from keras_fgvc.data.pipeline import PipelineSpec, build
-    from keras_fgvc.training.stages import _resumed_dataset
+    from keras_fgvc.training.resume import resumed_dataset
 
     table = pd.read_csv(os.path.join(data_root, "table.csv"))
     spec = PipelineSpec(SIZE, BATCH, targets={"logits": "label"}, seed=0)
@@ -221,7 +221,7 @@ def test_a_resumed_stream_continues_the_batches_of_an_uninterrupted_one(data_roo
 
     completed, ahead = 2, 8
     uninterrupted = batches(build(table, spec, training=True).repeat(), completed * steps + ahead)[-ahead:]
-    resumed = batches(_resumed_dataset(build(table, spec, training=True), completed, steps, 5), ahead)
+    resumed = batches(resumed_dataset(build(table, spec, training=True), completed, steps, 5), ahead)
     for expected, got in zip(uninterrupted, resumed):
         np.testing.assert_array_equal(got, expected)
 

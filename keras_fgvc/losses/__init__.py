@@ -15,11 +15,13 @@ from keras_fgvc.losses.center import CenterLoss  # noqa: F401, E402
 from keras_fgvc.losses.prelogit_norm import PreLogitNormLoss  # noqa: F401, E402
 from keras_fgvc.losses.distillation import KnowledgeDistillationLoss  # noqa: F401, E402
 from keras_fgvc.losses.hard_mining import HardInstanceMining  # noqa: F401, E402
+from keras_fgvc.losses.imbalance import FocalCrossEntropy  # noqa: F401, E402
 
 __all__ = [
     "BatchAllTripletLoss",
     "BatchHardTripletLoss",
     "CenterLoss",
+    "FocalCrossEntropy",
     "HardInstanceMining",
     "KnowledgeDistillationLoss",
     "LabelSmoothingCrossEntropy",

@@ -6,9 +6,10 @@ A stage config names its losses as ``losses: {output_key: [{name, weight, kwargs
    ``ConfigError`` for an unknown name or kwarg, a missing required kwarg, or (per loss) a bad
    nested value;
 2. builds each one: ``build_loss(name, kwargs, context)`` where ``context`` is
-   ``{"num_classes": int, "dim": int, "output": str}``: ``dim`` is the last dimension of the model
-   output the loss is attached to, ``output`` its key. A builder receives only the context keys its
-   signature names (center loss takes ``num_classes`` and ``dim``); the user never sets them.
+   ``{"num_classes": int, "dim": int, "output": str, "class_counts": list | None}``: ``dim`` is
+   the last dimension of the model output the loss is attached to, ``output`` its key,
+   ``class_counts`` the training rows per class of the output's target (None when unknown). A
+   builder receives only the context keys its signature names (center loss takes ``num_classes`` and ``dim``); the user never sets them.
    Build losses inside the distribution scope (``strategy.scope()``): stateful losses create
    their variables in ``__init__``;
 3. evaluates each loss object in ``compute_loss`` with :func:`apply_loss`, which dispatches on
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 # What the engine supplies; never accepted from the user.
-CONTEXT_KEYS = ("num_classes", "dim", "output")
+CONTEXT_KEYS = ("num_classes", "dim", "output", "class_counts")
 # Set by the engine or the registry (hard mining builds its base with reduction="none").
 _ENGINE_KEYS = ("reduction", "name", "dtype")
 
@@ -157,7 +158,7 @@ def build_loss(name: str, kwargs: Optional[dict] = None, context: Optional[dict]
     Args:
         name: a registered loss name (see :func:`loss_names`).
         kwargs: the user's kwargs from the config.
-        context: ``{"num_classes", "dim", "output"}`` from the engine; a builder gets only the
+        context: ``{"num_classes", "dim", "output", "class_counts"}`` from the engine; a builder gets only the
             keys its signature names.
         reduction: override the loss's reduction (hard mining builds its base with ``"none"``);
             ``None`` keeps the loss's default ``"sum_over_batch_size"``.

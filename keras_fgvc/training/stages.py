@@ -214,14 +214,29 @@ def stage_augmentation(cfg, stage):
     return image_layer, placement, presets.build_mixing(mixing_steps)
 
 
-def loss_terms(stage, network: keras.Model, num_classes: int) -> list:
-    """The stage's ``LossTerm`` list, each loss built from the registry with its output's context."""
+def class_counts(rows, column: str, num_classes: int) -> list[int] | None:
+    """Training rows per class of an integer label column (None when it holds other targets)."""
+    import numpy as np
+
+    values = rows[column].to_numpy() if column in rows else np.zeros(0)
+    if not len(values) or not np.issubdtype(values.dtype, np.number) or np.isnan(values.astype("float64")).any():
+        return None
+    labels = values.astype("int64")
+    if (labels != values).any() or labels.min() < 0 or labels.max() >= num_classes:
+        return None
+    return np.bincount(labels, minlength=num_classes).tolist()
+
+
+def loss_terms(stage, network: keras.Model, num_classes: int, counts: dict | None = None) -> list:
+    """The stage's ``LossTerm`` list, each loss built from the registry with its output's context
+    (``counts``: ``{output: class_counts}`` of the training rows, for class-balanced losses)."""
     from keras_fgvc.losses import build_loss
     from keras_fgvc.training.trainer import LossTerm
 
     terms = []
     for output, items in stage.losses.items():
-        context = {"num_classes": num_classes, "dim": int(network.output[output].shape[-1]), "output": output}
+        context = {"num_classes": num_classes, "dim": int(network.output[output].shape[-1]), "output": output,
+                   "class_counts": (counts or {}).get(output)}
         for item in items:
             terms.append(LossTerm(output, item.name, float(item.weight), build_loss(item.name, item.kwargs, context)))
     return terms
@@ -329,7 +344,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         frozen = freeze(model, stage.freeze)
         network = training_model(model)
         trainer = Trainer(
-            network, loss_terms(stage, network, num_classes),
+            network, loss_terms(stage, network, num_classes,
+                                 {o: class_counts(train_rows, c, num_classes) for o, c in targets.items()}),
             augment=image_layer if placement == "model" else None,
             teacher=load_teacher(cfg, stage, model_fn),
             metrics=(metrics_fn or default_metrics)(targets),

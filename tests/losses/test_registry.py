@@ -22,8 +22,8 @@ from keras_fgvc.losses.registry import LOSSES, register_loss
 
 CONTEXT = {"num_classes": 4, "dim": 3, "output": "embedding"}
 EXPECTED_NAMES = [
-    "batch_all_triplet", "batch_hard_triplet", "center", "distillation", "hard_mining",
-    "label_smoothing_ce", "masked_bce", "masked_sparse_ce", "prelogit_norm", "sparse_ce",
+    "batch_all_triplet", "batch_hard_triplet", "center", "distillation", "focal", "hard_mining",
+    "label_smoothing_ce", "masked_bce", "masked_sparse_ce", "prelogit_norm", "sparse_ce", "weighted_ce",
 ]
 
 
@@ -173,6 +173,8 @@ GRAPH_CASES = {
     "prelogit_norm": ("labels", "embedding"),
     "distillation": ("labels", "logits"),
     "hard_mining": ("labels", "logits"),
+    "focal": ("labels", "logits"),
+    "weighted_ce": ("labels", "logits"),
 }
 
 
@@ -192,7 +194,7 @@ def test_graph_mode_with_unknown_batch_matches_eager(name):
         "logits": rng.normal(size=(6, 4)).astype("float32"),
         "embedding": rng.normal(size=(6, 3)).astype("float32"),
     }
-    kwargs = {"hard_mining": {"loss": "label_smoothing_ce"}}.get(name, {})
+    kwargs = {"hard_mining": {"loss": "label_smoothing_ce"}, "weighted_ce": {"class_weight": [1.0, 2.0, 0.5, 1.0]}}.get(name, {})
     loss = build_loss(name, kwargs, CONTEXT)
     y_key, p_key = GRAPH_CASES[name]
     y, p = data[y_key], data[p_key]

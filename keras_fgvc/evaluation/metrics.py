@@ -158,6 +158,36 @@ def f1_score(y_true, y_pred, average: str = "binary", pos_label=1) -> float:
     return f1_from_confusion(cm, average, index.get(pos_label, 0))
 
 
+def best_f1_threshold(y_true, positive_scores) -> tuple[float, float]:
+    """The threshold on a binary score that maximises F1 of ``score >= threshold``, and that F1.
+
+    Candidates are the distinct scores; the threshold returned lies halfway between the chosen
+    score and the next lower one, so it makes the same decisions on these rows while keeping a
+    margin for new ones. Ties keep the higher threshold (fewer positives). Without positive rows
+    every F1 is 0 and the plain 0.5 comes back.
+
+    Example:
+        >>> best_f1_threshold([0, 0, 1, 1], [0.1, 0.3, 0.2, 0.9])  # 0.15: halfway between 0.2 and 0.1
+        (0.15000000000000002, 0.8)
+    """
+    y = _labels(y_true).astype(bool)
+    scores = np.asarray(positive_scores, np.float64).reshape(-1)
+    if len(y) != len(scores):
+        raise ValueError(f"{len(y)} labels for {len(scores)} scores")
+    if not y.any():
+        return 0.5, 0.0
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], y[order]
+    tp = np.cumsum(hits)
+    # F1 of predicting the top i+1 rows positive; only the last row of a run of equal scores is a cut.
+    f1 = 2 * tp / (np.arange(1, len(ranked) + 1) + y.sum())
+    cut = np.r_[ranked[1:] != ranked[:-1], True]
+    candidates = np.flatnonzero(cut)
+    best = candidates[np.argmax(f1[candidates])]
+    below = ranked[best + 1] if best + 1 < len(ranked) else ranked[best] - 1e-6
+    return float((ranked[best] + below) / 2), float(f1[best])
+
+
 def map_at_k(y_true, ranked, k: int = 5) -> float:
     """Mean average precision at k as Kaggle defines it with one correct label per image.
 

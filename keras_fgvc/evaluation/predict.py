@@ -21,13 +21,14 @@ def predict_table(model, table, image_size: int, batch_size: int = 64, output: s
         >>> logits = predict_table(model, test_rows, 64)  # (len(test_rows), classes)  # doctest: +SKIP
     """
     from keras_fgvc.data.pipeline import PipelineSpec, build
+    from keras_fgvc.tracking.progress import predict_verbosity
 
     predicted_output = model.output[output] if isinstance(model.output, dict) else model.output
     if len(table) == 0:
         return np.zeros((0, *predicted_output.shape[1:]), "float32")
     spec = PipelineSpec(image_size, batch_size, channels=channels, resize=resize, cache=cache, cache_dir=cache_dir)
     dataset = build(table, spec, training=False)
-    predicted = model.predict(dataset.map(lambda inputs: inputs["image"]), verbose=0)
+    predicted = model.predict(dataset.map(lambda inputs: inputs["image"]), verbose=predict_verbosity())
     return np.asarray(predicted[output] if isinstance(predicted, dict) else predicted)
 
 

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from keras_fgvc.tracking.progress import interactive
+
 EMBEDDINGS_FILE = "embeddings.npy"
 IDS_FILE = "ids.npy"
 PAD_LABEL = -1  # rank_classes pads with this label (and score -inf) when the gallery has < k classes
@@ -188,7 +190,7 @@ def rank_classes(
     query_chunk: int = 1024,
     normalize: bool = True,
     max_dense_bytes: int = 256 << 20,
-    progress: bool = False,
+    progress: bool | None = None,
 ):
     """Top-k unique gallery classes per query by cosine similarity, in bounded memory.
 
@@ -211,7 +213,7 @@ def rank_classes(
         max_dense_bytes: keep a dense [classes, Q] float32 table of class maxima when it fits in
             this many bytes (Hotel-ID: 3,116 x 5,000 = 62 MB); otherwise merge a running top-k
             after every block. Both give identical results; dense is faster.
-        progress: show a tqdm bar over gallery chunks.
+        progress: show a tqdm bar over gallery chunks (None: only in a terminal, ``tracking.progress``).
 
     Returns:
         (labels [Q, k], scores [Q, k] float32), best first.
@@ -241,7 +243,7 @@ def rank_classes(
         chunk_size,
         query_chunk,
         max_dense_bytes,
-        progress,
+        interactive() if progress is None else progress,
     )
     if normalize:
         best_scores *= _inverse_norms(query)[:, None]
@@ -255,7 +257,7 @@ def extract_embeddings(
     output_key: str = "embedding",
     strategy=None,
     id_key: str = "id",
-    progress: bool = True,
+    progress: bool | None = None,
 ):
     """Embed a ``tf.data`` data set once and write ``embeddings.npy`` + ``ids.npy`` to ``out_dir``.
 
@@ -275,7 +277,7 @@ def extract_embeddings(
         output_key: output to keep when the model returns a dict.
         strategy: optional ``tf.distribute.Strategy`` (the one training used).
         id_key: key of the ids when the second element is a dict.
-        progress: show a progress bar.
+        progress: show a progress bar (None: only in a terminal, ``tracking.progress``).
 
     Returns:
         (embeddings memmap [N, D] opened read-only, ids [N]).
@@ -319,7 +321,8 @@ def extract_embeddings(
 
     raw_path = os.path.join(out_dir, EMBEDDINGS_FILE + ".partial")
     ids, rows, width, dtype = [], 0, None, None
-    bar = keras.utils.Progbar(None, unit_name="batch") if progress else None
+    show = interactive() if progress is None else progress
+    bar = keras.utils.Progbar(None, unit_name="batch") if show else None
     try:
         with open(raw_path, "wb") as raw:
             for batch_index, element in enumerate(dataset):

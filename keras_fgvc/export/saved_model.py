@@ -1,6 +1,7 @@
 """SavedModel export with signatures that take encoded image bytes.
 
-``serving_default``: batch of JPEG/PNG bytes -> {"probabilities", "top_class"};
+``serving_default``: batch of JPEG/PNG bytes -> {"probabilities", "top_class"} (the argmax, or for a
+binary model exported with a decision threshold, P(1) >= threshold);
 ``embed``: the same bytes -> {"embedding"} (L2-normalised). Decoding, resizing and
 normalisation are inside, so a client sends files as they are.
 """
@@ -15,6 +16,9 @@ import tensorflow as tf
 from keras_fgvc.data.decode import model_pixels
 from keras_fgvc.errors import UserError
 
+# The binary decision threshold a SavedModel's top_class uses, next to saved_model.pb.
+DECISION_FILE = "decision.json"
+
 
 def check_writable(path: str, overwrite: bool):
     """Fail before any work when an export would clobber an existing one."""
@@ -23,7 +27,7 @@ def check_writable(path: str, overwrite: bool):
 
 
 def export_saved_model(model: keras.Model, path: str, image_size: int, channels: int = 3, overwrite: bool = False,
-                       classes=None, resize: str = "squash") -> str:
+                       classes=None, resize: str = "squash", decision_threshold: float | None = None) -> str:
     """Write ``model`` as a SavedModel at ``path`` (atomically: temp dir + rename).
 
     Args:
@@ -36,12 +40,17 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
             also returns ``class_id`` (the original id of ``top_class``, as a string) and the
             export folder holds ``classes.json``.
         resize: the resize policy used in training (``data.decode.RESIZE_POLICIES``).
+        decision_threshold: binary models: ``top_class`` is 1 where P(class 1) >= this (a threshold
+            chosen on validation, e.g. for F1 on imbalanced labels) instead of the argmax; it is
+            also written to ``decision.json`` in the export folder.
 
     Example:
         >>> export_saved_model(model, "saved_models/fivek/mask", image_size=64)  # doctest: +SKIP
         >>> tf.saved_model.load("saved_models/fivek/mask").signatures["serving_default"](tf.constant([jpeg]))  # doctest: +SKIP
     """
     check_writable(path, overwrite)
+    if decision_threshold is not None and int(model.output["logits"].shape[-1]) != 2:
+        raise ValueError(f"decision_threshold needs a binary model, got {model.output['logits'].shape[-1]} classes")
     spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def pixels(image_bytes):
@@ -56,7 +65,10 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
     def serve(image_bytes):
         logits = model(pixels(image_bytes), training=False)["logits"]
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-        top_class = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        if decision_threshold is None:
+            top_class = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        else:
+            top_class = tf.cast(probabilities[:, 1] >= decision_threshold, tf.int32)
         outputs = {"probabilities": probabilities, "top_class": top_class}
         if class_ids is not None:
             outputs["class_id"] = tf.gather(class_ids, top_class)
@@ -78,6 +90,11 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
             from keras_fgvc.data import classes as class_map
 
             class_map.save(classes, staging)
+        if decision_threshold is not None:
+            import json
+
+            with open(os.path.join(staging, DECISION_FILE), "w") as f:
+                json.dump({"decision_threshold": float(decision_threshold), "positive_class": 1}, f)
         if os.path.exists(path):
             shutil.rmtree(path)
         os.replace(staging, path)

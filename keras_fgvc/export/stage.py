@@ -26,7 +26,8 @@ def check_stage_exports(cfg, stages) -> None:
             check_writable(path, cfg.export.overwrite)
 
 
-def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_labels=None, classes=None) -> dict:
+def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_labels=None, classes=None,
+                 decision_threshold=None) -> dict:
     """SavedModel (+ TFLite files compared with Keras on ``val_rows``); returns what was written.
 
     Args:
@@ -36,6 +37,7 @@ def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_la
         calibration_rows: Table rows whose images calibrate int8 quantisation.
         val_rows, val_labels: rows and integer labels to compare TFLite with Keras on.
         classes: the class mapping (``data.classes``) stored with the SavedModel.
+        decision_threshold: a binary model's threshold on P(class 1) for ``top_class``.
     """
     from keras_fgvc.data.pipeline import PipelineSpec, build
     from keras_fgvc.export.saved_model import export_saved_model
@@ -43,7 +45,8 @@ def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_la
 
     size = cfg.data.image_size
     exported = {"saved_model": export_saved_model(model, stage_export_path(cfg, stage), size, overwrite=cfg.export.overwrite,
-                                                  classes=classes, resize=cfg.data.resize)}
+                                                  classes=classes, resize=cfg.data.resize,
+                                                  decision_threshold=decision_threshold)}
     if not cfg.export.tflite:
         return exported
 

@@ -92,7 +92,8 @@ def write_fivek_predictions(path, fnames, labels, id_column: str = "fname", labe
             writer.writerow([_text(fname), _text(label)])
 
 
-def write_predictions_csv(path, ids, probabilities, class_names=None, id_column: str = "id", precision: int = 6):
+def write_predictions_csv(path, ids, probabilities, class_names=None, id_column: str = "id", precision: int = 6,
+                          decisions=None):
     """Generic predictions: id, predicted class, its probability, then one column per class.
 
     Args:
@@ -102,6 +103,8 @@ def write_predictions_csv(path, ids, probabilities, class_names=None, id_column:
         class_names: C names for the header and the ``label`` column (default "0".."C-1").
         id_column: header of the id column.
         precision: decimals of the probabilities.
+        decisions: the predicted class index per row when it is not the argmax (a binary decision
+            threshold chosen on validation); default the argmax.
 
     Example:
         >>> write_predictions_csv("preds.csv", ["a", "b"], [[0.9, 0.1], [0.2, 0.8]], ["cat", "dog"])
@@ -115,7 +118,7 @@ def write_predictions_csv(path, ids, probabilities, class_names=None, id_column:
     with atomic_open(path) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow([id_column, "label", "score", *[f"p_{n}" for n in names]])
-        for row_id, row in zip(ids, probabilities, strict=True):
-            best = int(np.argmax(row))
+        chosen = probabilities.argmax(axis=1) if decisions is None else np.asarray(decisions, int)
+        for row_id, row, best in zip(ids, probabilities, chosen, strict=True):
             cells = [f"{p:.{precision}f}" for p in row]
             writer.writerow([_text(row_id), names[best], cells[best], *cells])

@@ -6,19 +6,21 @@ The stages are declared in ``pipelines/fivek.yaml`` and trained by the engine
     stage mask:        train on rows with a mask label; predict the missing mask labels; accept
                        those with confidence >= threshold; fill 5k where it follows (mask=0 -> 5k=0).
     stage distancing:  the same for distancing on the filled table; 5k = mask AND distancing.
-    stage fivek:       train the 5k model on the completed labels; report held-out accuracy/F1 and
-                       predict the public test set when present.
+    stage fivek:       train the 5k model on the completed labels; choose its decision threshold on
+                       validation for F1, compare it with P(mask) x P(distancing) from the earlier
+                       stages (``fivek_decision``), report both on the held-out rows and predict
+                       the public test set with the better one on validation.
 
 What is 5K-specific lives here: completing the label table, the 5k rule and the results table.
 Each stage reads the previous stage's completed table (``<run_dir>/<previous>/table.csv``, or
 ``pseudo_label.input_table``) and writes its own, with per-label ``<label>_source`` /
 ``<label>_confidence`` columns and a ``label_source`` summary (human / pseudo:<conf> / rule).
-A fraction of the fully human-labelled rows (``split == "test"``) is never trained on.
+Two fractions of the fully human-labelled rows are never trained on: ``split == "val"`` (every
+stage's validation rows) and ``split == "test"`` (held out for the reported numbers).
 """
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -29,6 +31,7 @@ from keras_fgvc.data.prepare import source_table
 from keras_fgvc.data.sources import fivek as fivek_source
 from keras_fgvc.data.splits import split_rows
 from keras_fgvc.errors import DataError, UserError
+from keras_fgvc.pipelines import fivek_decision
 from keras_fgvc.tracking import run_dir as rundir
 
 NUM_CLASSES = 2
@@ -39,7 +42,7 @@ class PseudoLabelConfig:
     # A pseudo label is accepted only when the model's top probability reaches this.
     threshold: float = 0.9
     # Explicit completed table to start a stage from (default: the previous stage's in the run dir).
-    input_table: Optional[str] = None
+    input_table: str | None = None
 
 
 register_pipeline_options("fivek", "pseudo_label", PseudoLabelConfig)
@@ -75,16 +78,22 @@ def training_table(cfg) -> pd.DataFrame:
     return source_table(cfg, data_root(cfg))
 
 
-def initial_table(source: pd.DataFrame, test_fraction: float, seed: int) -> pd.DataFrame:
-    """Source rows + provenance columns + a held-out test split drawn from fully labelled rows."""
+def initial_table(source: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.DataFrame:
+    """Source rows + provenance columns + validation and held-out test splits drawn from the
+    fully labelled rows (fractions of those rows).
+
+    No stage trains on either split, so every stage validates on the same rows and the 5k
+    predictors (the 5k model, and P(mask) x P(distancing) from the earlier stages) are compared
+    on rows none of them has seen (``fivek_decision``)."""
     table = source.copy()
     for label in fivek_source.LABELS:
         table[f"{label}_source"] = np.where(table[label].notna(), "human", "missing")
         table[f"{label}_confidence"] = np.nan
     table["split"] = "train"
     complete = np.flatnonzero(table[list(fivek_source.LABELS)].notna().all(axis=1).to_numpy())
-    test, _ = split_rows(len(complete), [test_fraction], seed)
+    test, val, _ = split_rows(len(complete), [test_fraction, val_fraction], seed)
     table.loc[table.index[complete[test]], "split"] = "test"
+    table.loc[table.index[complete[val]], "split"] = "val"
     return table
 
 
@@ -158,7 +167,7 @@ def run(cfg) -> dict:
     check_stage_exports(cfg, [stage.name for stage in stages if finished_stage(cfg, stage) is None])
     if stages[0].name == cfg.train.stages[0].name:
         root = data_root(cfg)
-        table = initial_table(source_table(cfg, root), cfg.data.test_fraction, cfg.seed)
+        table = initial_table(source_table(cfg, root), cfg.data.val_fraction, cfg.data.test_fraction, cfg.seed)
     else:
         table = read_previous_table(cfg, stages[0])
         root = data_root(cfg)
@@ -206,21 +215,26 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     from keras_fgvc.training.stages import train_stage
 
     label = stage_label(stage)
-    labelled = table[(table["split"] == "train") & table[label].notna()]
-    val_idx, train_idx = split_rows(len(labelled), [cfg.data.val_fraction], cfg.seed)
-    train_rows, val_rows = labelled.iloc[train_idx], labelled.iloc[val_idx]
-    heldout = table[table["split"] == "test"]
+    train_rows = table[(table["split"] == "train") & table[label].notna()]
+    val_rows, heldout = table[table["split"] == "val"], table[table["split"] == "test"]
     wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage.name}", {"stage": stage.name})
     try:
         trained = train_stage(cfg, plan, stage, lambda stage_cfg: build_model(stage_cfg, NUM_CLASSES), train_rows, val_rows,
                               label, NUM_CLASSES, metrics_fn=fivek_metrics, wandb_run=wandb_run)
 
-        def probabilities(rows):
-            return predict_probabilities(trained.model, rows, cfg.data.image_size, max(cfg.data.batch_size, 64),
+        def probabilities(model, rows):
+            return predict_probabilities(model, rows, cfg.data.image_size, max(cfg.data.batch_size, 64),
                                          resize=cfg.data.resize, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
 
         y_test = heldout[label].to_numpy().astype(int)
-        test_pred = probabilities(heldout).argmax(1)
+        decision, score_fns = None, None
+        if label == "5k":  # the submitted label: threshold and predictor chosen on validation
+            score_fns = fivek_decision.scorers(probabilities, trained.model,
+                                               fivek_decision.earlier_stage_models(cfg, NUM_CLASSES))
+            decision = fivek_decision.choose(score_fns, val_rows, heldout)
+            test_pred = (score_fns["trained"](heldout) >= decision["trained"]["threshold"]).astype(int)
+        else:
+            test_pred = probabilities(trained.model, heldout).argmax(1)
         confusion_plot(
             confusion_matrix(y_test, test_pred, NUM_CLASSES), os.path.join(trained.folder, "confusion.png"),
             [f"{label}=0", f"{label}=1"], title=f"{stage.name}: held-out split",
@@ -234,8 +248,10 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
             "heldout_accuracy": accuracy(y_test, test_pred),
             "heldout_f1": f1_score(y_test, test_pred, average="binary"),
         }
+        if decision is not None:
+            metrics.update(decision_threshold=decision["trained"]["threshold"], decision=decision)
         missing = table.index[table[label].isna()]
-        probs = probabilities(table.loc[missing])
+        probs = probabilities(trained.model, table.loc[missing])
         confidence, predicted = probs.max(axis=1) if len(probs) else probs[:, 0], probs.argmax(axis=1)
         accept = confidence >= cfg.pseudo_label.threshold
         accepted = missing[accept]
@@ -265,13 +281,20 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
             write_predictions_csv,
         )
 
-        probs = probabilities(test_table)
-        write_fivek_predictions(os.path.join(trained.folder, "submission.csv"), test_table["fname"], probs.argmax(1), label_column=label)
-        write_predictions_csv(os.path.join(trained.folder, "predictions.csv"), test_table["fname"], probs, id_column="fname")
+        if decision is not None:
+            positive, predicted = fivek_decision.decide(decision, score_fns, test_table)
+            probs = np.stack([1.0 - positive, positive], axis=1)
+        else:
+            probs = probabilities(trained.model, test_table)
+            predicted = probs.argmax(1)
+        write_fivek_predictions(os.path.join(trained.folder, "submission.csv"), test_table["fname"], predicted, label_column=label)
+        write_predictions_csv(os.path.join(trained.folder, "predictions.csv"), test_table["fname"], probs, id_column="fname",
+                              decisions=predicted)
         metrics["test_predictions"] = len(test_table)
     if cfg.export.enabled:
         metrics["export"] = export_stage(cfg, trained.model, stage.name, train_rows, val_rows,
-                                         val_rows[label].to_numpy().astype(int))
+                                         val_rows[label].to_numpy().astype(int),
+                                         decision_threshold=metrics.get("decision_threshold"))
     rundir.write_json(os.path.join(trained.folder, "metrics.json"), metrics)
     return metrics
 
@@ -287,6 +310,7 @@ def format_results(results: dict, plan) -> str:
         ("accuracy on all missing", "accuracy_all_missing", "{:.3f}"),
         ("held-out accuracy", "heldout_accuracy", "{:.3f}"),
         ("held-out F1", "heldout_f1", "{:.3f}"),
+        ("5k decision threshold", "decision_threshold", "{:.3f}"),
     ]
     stages = list(results)
     width = 26
@@ -294,4 +318,14 @@ def format_results(results: dict, plan) -> str:
     for title, key, fmt in rows:
         cells = [fmt.format(results[s][key]) if results[s].get(key) is not None else "-" for s in stages]
         lines.append(f"{title:{width}}" + "".join(f"{c:>12}" for c in cells))
+    for stage in stages:
+        decision = results[stage].get("decision")
+        if decision:
+            lines.append(f"{stage}: submission from the '{decision['submission_predictor']}' predictor (better F1 on validation)")
+            for name in fivek_decision.PREDICTORS:
+                if name in decision:
+                    d = decision[name]
+                    val_f1 = "-" if d["val_f1"] is None else f"{d['val_f1']:.3f}"
+                    lines.append(f"  {name:>8}: threshold {d['threshold']:.3f}  val F1 {val_f1}  held-out F1 "
+                                 f"{d['heldout_f1']:.3f} (at 0.5: {d['heldout_f1_at_0.5']:.3f})  accuracy {d['heldout_accuracy']:.3f}")
     return "\n".join(lines)

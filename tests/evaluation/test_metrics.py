@@ -148,3 +148,20 @@ def test_map_at_k_metric_equals_numpy_reference():
     assert float(metric.result()) == pytest.approx(map_at_k(y_true, ranked, k=5), abs=1e-6)
     clone = MeanAveragePrecisionAtK.from_config(metric.get_config())
     assert clone.k == 5 and clone.name == "map_at_k"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_f1_threshold_is_the_best_cut_by_scikit_learn(seed):
+    from sklearn.metrics import f1_score as sk_f1
+
+    from keras_fgvc.evaluation.metrics import best_f1_threshold
+
+    rng = np.random.default_rng(seed)
+    y = (rng.random(200) < 0.1).astype(int)  # 10% positives
+    scores = np.round(np.clip(0.25 * y + rng.normal(0.3, 0.2, 200), 0, 1), 2)  # rounded: ties
+    threshold, f1 = best_f1_threshold(y, scores)
+    brute = max(sk_f1(y, (scores >= s).astype(int), zero_division=0) for s in np.unique(scores))
+    assert f1 == pytest.approx(brute, abs=1e-12)
+    assert sk_f1(y, (scores >= threshold).astype(int)) == pytest.approx(f1, abs=1e-12)
+    assert f1 > sk_f1(y, (scores >= 0.5).astype(int), zero_division=0)  # the argmax cut is worse here
+    assert best_f1_threshold(np.zeros(5), rng.random(5)) == (0.5, 0.0)

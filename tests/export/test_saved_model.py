@@ -16,7 +16,7 @@ from keras_fgvc.models import build_model
 SIZE = 32
 
 
-def small_model():
+def small_model(classes=4):
     """The build_model contract in miniature: pixels in [0, 255] -> {"embedding" (L2), "logits"}."""
     inputs = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
@@ -25,7 +25,7 @@ def small_model():
     x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     embedding = keras.layers.Dense(6)(x)
-    logits = keras.layers.Dense(4, dtype="float32")(embedding)
+    logits = keras.layers.Dense(classes, dtype="float32")(embedding)
     return keras.Model(inputs, {"embedding": keras.layers.UnitNormalization()(embedding), "logits": logits})
 
 
@@ -106,3 +106,22 @@ def test_class_mapping_and_resize_policy_travel_with_the_export(tmp_path):
     expected = model(pixels, training=False)["logits"].numpy().argmax(-1)
     np.testing.assert_array_equal(served["top_class"].numpy(), expected)
     assert [v.decode() for v in served["class_id"].numpy()] == [str(hotel_ids[i]) for i in expected]
+
+
+def test_a_binary_decision_threshold_decides_top_class(tmp_path):
+    import json
+
+    from keras_fgvc.export.saved_model import DECISION_FILE
+
+    keras.utils.set_random_seed(3)
+    model = small_model(classes=2)
+    files = encoded_images()
+    positive = keras_reference(model, files)[0][:, 1]
+    threshold = float(np.median(positive))  # between the rows' P(1): some rows on each side
+    path = export_saved_model(model, str(tmp_path / "binary"), image_size=SIZE, decision_threshold=threshold)
+    served = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant(files))
+    np.testing.assert_array_equal(served["top_class"].numpy(), (positive >= threshold).astype(int))
+    assert 0 < served["top_class"].numpy().sum() < len(files)
+    assert json.loads((tmp_path / "binary" / DECISION_FILE).read_text())["decision_threshold"] == threshold
+    with pytest.raises(ValueError, match="needs a binary model"):
+        export_saved_model(small_model(classes=4), str(tmp_path / "four"), image_size=SIZE, decision_threshold=0.5)

@@ -111,6 +111,28 @@ def test_public_test_predictions_cover_every_test_image(smoke_run):
     assert (predictions["label"] == submission["5k"]).all()
 
 
+def test_5k_submission_uses_the_predictor_and_threshold_chosen_on_validation(smoke_run):
+    root, cfg, demo = smoke_run
+    metrics = json.loads(open(os.path.join(cfg.run_dir, "fivek", "metrics.json")).read())
+    decision = metrics["decision"]
+    assert set(decision) == {"submission_predictor", "trained", "product"}
+    assert metrics["decision_threshold"] == decision["trained"]["threshold"]
+    # The predictor with the better validation F1 (ties: the trained model) made the submission.
+    expected = "product" if decision["product"]["val_f1"] > decision["trained"]["val_f1"] else "trained"
+    assert decision["submission_predictor"] == expected
+    predictions = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "predictions.csv"))
+    chosen = decision[expected]["threshold"]
+    np.testing.assert_array_equal(predictions["label"], (predictions["p_1"] >= chosen).astype(int))
+    served = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["serving_default"](
+        image_bytes=tf.constant([f.read_bytes() for f in sorted((demo / "images").iterdir())[:8]]))
+    np.testing.assert_array_equal(served["top_class"].numpy(),
+                                  (served["probabilities"].numpy()[:, 1] >= metrics["decision_threshold"]).astype(int))
+    # No stage trains on the validation or held-out rows.
+    final = table(cfg, "fivek")
+    assert set(final["split"]) == {"train", "val", "test"}
+    assert (final.loc[final["split"] != "train", [f"{label}_source" for label in ("mask", "distancing", "5k")]] == "human").all().all()
+
+
 def test_export_on_raw_jpeg_bytes_equals_the_keras_model(smoke_run):
     root, cfg, demo = smoke_run
     model = build_model(cfg, 2)

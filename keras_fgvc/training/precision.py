@@ -38,11 +38,18 @@ def auto_jit(device: str) -> bool | str:
     return False if device == "cpu" else "auto"
 
 
+def _tf_config_workers() -> int:
+    """Workers TF_CONFIG lists (0 without TF_CONFIG)."""
+    if "TF_CONFIG" not in os.environ:
+        return 0
+    return len(json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("worker", []))
+
+
 def make_strategy(kind: str, device: str) -> tf.distribute.Strategy:
     if kind == "auto":
         if device == "tpu":
             kind = "tpu"
-        elif "TF_CONFIG" in os.environ and len(json.loads(os.environ["TF_CONFIG"]).get("cluster", {}).get("worker", [])) > 1:
+        elif _tf_config_workers() > 1:
             kind = "multi_worker"
         elif len(tf.config.list_physical_devices("GPU")) > 1:
             kind = "mirrored"
@@ -53,7 +60,11 @@ def make_strategy(kind: str, device: str) -> tf.distribute.Strategy:
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        from keras_fgvc.training.multi_worker import patch_keras_for_multi_worker
+
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        patch_keras_for_multi_worker()  # keras#20585: Keras 3 fit fails under MWMS without it
+        return strategy
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -62,8 +73,15 @@ def make_strategy(kind: str, device: str) -> tf.distribute.Strategy:
 
 def configure(runtime_cfg, device: str | None = None) -> RuntimePlan:
     """Apply the config's precision policy globally and return the plan (strategy included)."""
+    strategy = None
+    if runtime_cfg.distribute == "multi_worker" or (
+            runtime_cfg.distribute == "auto" and device != "tpu" and _tf_config_workers() > 1):
+        # MultiWorkerMirroredStrategy configures the collective ops, which TensorFlow allows only
+        # before its runtime starts ("Collective ops must be configured at program startup"), and
+        # listing logical devices (detect_device) starts it: create the strategy first.
+        strategy = make_strategy("multi_worker", "cpu")
     device = device or detect_device()
     precision = auto_precision(device) if runtime_cfg.precision == "auto" else runtime_cfg.precision
     jit = auto_jit(device) if runtime_cfg.jit_compile == "auto" else bool(runtime_cfg.jit_compile)
     keras.config.set_dtype_policy(precision)
-    return RuntimePlan(device, precision, jit, make_strategy(runtime_cfg.distribute, device))
+    return RuntimePlan(device, precision, jit, strategy or make_strategy(runtime_cfg.distribute, device))

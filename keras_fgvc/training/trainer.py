@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import keras
 from keras import ops
+from keras.src.losses.loss import unscale_loss_for_distribution  # no public alias in Keras 3.15
 
 TEACHER_PREFIX = "teacher:"
 
@@ -101,7 +102,9 @@ class Trainer(keras.Model):
         batch = ops.cast(ops.shape(keras.tree.flatten(x)[0])[0], "float32") if x is not None else None
         for term, tracker in zip(self.terms, self.term_trackers):
             value = ops.cast(term.compute(y, y_pred, training), "float32")
-            tracker.update_state(value, sample_weight=batch)
+            # Losses come scaled by 1 / replicas under tf.distribute (their sum is the gradient's
+            # target); the logs show the per-sample value, as Keras logs its own "loss".
+            tracker.update_state(unscale_loss_for_distribution(value), sample_weight=batch)
             total = total + term.weight * value
         if self.losses:  # kernel regularisers of the network (e.g. the 5K head's L2)
             total = total + ops.cast(ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses])), "float32")

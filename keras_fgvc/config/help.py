@@ -17,6 +17,10 @@ examples:
   python run.py smoke=true                        a tiny sub-minute run
   python run.py pipeline=fivek task=preview_augment   a PNG grid of augmented training images
   python run.py task=model_card                   parameters, MACs, size and images/s of the model
+  python run.py model.backbone=hub model.hub_handle=DIR   a pretrained backbone: each stage trains the head
+                                                  first, then fine-tunes with BatchNorm frozen and a lower
+                                                  backbone LR (train.finetune.*, docs/finetuning.md);
+                                                  model.input_scale=symmetric for a [-1, 1] module
 """
 
 

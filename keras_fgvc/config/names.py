@@ -91,6 +91,45 @@ def loss_outputs(heads) -> list[str]:
     return [*BASE_OUTPUTS, *(output_key(head) for head in heads if head != "softmax")]
 
 
+def check_finetune(cfg, stage, key: str):
+    """The fine-tuning recipe settings a stage trains with (``train.finetune`` + its overrides)."""
+    from keras_fgvc.training.finetune import HEAD_SUFFIX, choose_recipe
+    from keras_fgvc.training.stages import stage_config, stage_train_config
+
+    train = stage_train_config(cfg, stage)
+    finetune, where = train.finetune, f"{key}.train.finetune" if "finetune" in stage.train else "train.finetune"
+    for name in ("recipe", "batchnorm"):
+        allowed = CHOICES[f"train.finetune.{name}"]
+        if getattr(finetune, name) not in allowed:
+            raise _error(f"config key '{where}.{name}' = {getattr(finetune, name)!r}; "
+                         f"choose one of: {', '.join(allowed)}")
+    for name, low in (("head_epochs", 0), ("warmup_epochs", 0)):
+        if getattr(finetune, name) < low:
+            raise _error(f"config key '{where}.{name}' = {getattr(finetune, name)}: must be >= {low}")
+    if not finetune.backbone_lr_multiplier > 0:
+        raise _error(f"config key '{where}.backbone_lr_multiplier' = {finetune.backbone_lr_multiplier}: must be > 0 "
+                     "(to keep the backbone fixed use freeze: backbone)")
+    model_cfg = stage_config(cfg, stage).model
+    if finetune.bn_momentum is not None:
+        if not 0 < finetune.bn_momentum < 1:
+            raise _error(f"config key '{where}.bn_momentum' = {finetune.bn_momentum}: give a momentum in (0, 1)")
+        if finetune.batchnorm != "train":
+            raise _error(f"config key '{where}.bn_momentum' sets the momentum of BatchNorm layers that train; "
+                         f"set {where}.batchnorm=train too (with batchnorm=frozen they do not update)")
+        if model_cfg.backbone == "hub":
+            raise _error(f"config key '{where}.bn_momentum': a hub module's BatchNorm momentum is fixed in its "
+                         "SavedModel graph; use batchnorm=frozen")
+    recipe, _ = choose_recipe(model_cfg, stage, finetune)
+    if recipe == "pretrained":
+        if train.schedule == "plateau" and finetune.warmup_epochs > 0:
+            raise _error(f"config key '{where}.warmup_epochs' = {finetune.warmup_epochs}: stage '{stage.name}' "
+                         "fine-tunes a pretrained backbone with train.schedule=plateau, which cannot warm up; "
+                         "set warmup_epochs=0 or another schedule")
+        if finetune.head_epochs and stage.name + HEAD_SUFFIX in [s.name for s in cfg.train.stages]:
+            raise _error(f"config key '{key}.name': stage '{stage.name}{HEAD_SUFFIX}' is the name of stage "
+                         f"'{stage.name}''s head phase (the fine-tuning recipe); rename it")
+
+
 def check_stages(cfg):
     from keras_fgvc.losses import check_loss
     from keras_fgvc.models.build import check_heads
@@ -135,6 +174,7 @@ def check_stages(cfg):
         for output in stage.targets:
             if output not in stage.losses:
                 raise _error(f"config key '{key}.targets.{output}': no loss is trained on output '{output}'")
+        check_finetune(cfg, stage, key)
         if stage.teacher is not None and stage.teacher not in earlier and not os.path.exists(stage.teacher):
             raise _error(f"config key '{key}.teacher' = {stage.teacher!r}: give an earlier stage "
                          f"({', '.join(earlier) or 'none before this one'}) or an existing model file")

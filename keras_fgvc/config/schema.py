@@ -73,6 +73,10 @@ class ModelConfig:
     easy_margin: bool = False  # ArcFace: margin only where cos(theta) > 0
     mean: list = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list = field(default_factory=lambda: list(IMAGENET_STD))
+    # The pixel range the backbone is fed (models/build.py input_scaling); the model's input stays
+    # [0, 255]. auto (or null): the backbone's registered scale (hub: unit) | unit [0, 1] |
+    # symmetric [-1, 1] | imagenet ((x / 255 - mean) / std with mean/std above) | raw [0, 255].
+    input_scale: Optional[str] = "auto"
 
 
 @dataclass
@@ -121,6 +125,27 @@ class StageConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """How a stage fine-tunes a pretrained backbone (training/finetune.py, docs/finetuning.md)."""
+
+    # auto: "pretrained" when the stage's backbone is pretrained (model.weights set, or backbone=hub)
+    # and it trains (freeze is not "backbone", model.trainable_backbone); "plain" otherwise.
+    recipe: str = "auto"  # auto | plain | pretrained
+    # Pretrained recipe, phase 1: epochs that train the head alone (backbone frozen, stage folder
+    # <stage>_head), added before the stage's own epochs; 0: no head phase.
+    head_epochs: int = 2
+    # Phase 2: the backbone's learning rate as a fraction of train.learning_rate (the head's).
+    backbone_lr_multiplier: float = 0.1
+    # Phase 2: frozen: the backbone's BatchNorm layers run in inference mode (their ImageNet
+    # moving statistics are used and kept); train: batch statistics, moving statistics updated.
+    batchnorm: str = "frozen"  # frozen | train
+    # batchnorm=train, Keras backbones only: momentum of the moving statistics (null: the backbone's).
+    bn_momentum: Optional[float] = None
+    # Phase 2: linear learning-rate warm-up in epochs (in place of train.warmup_epochs).
+    warmup_epochs: float = 1.0
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 8
     optimizer: str = "sgd"  # sgd | adam | adamw
@@ -144,6 +169,8 @@ class TrainConfig:
     monitor: str = "val_loss"
     early_stopping_patience: int = 0  # 0: off
     steps_per_epoch: Optional[int] = None  # None: one pass over the training rows
+    # Fine-tuning recipe for pretrained backbones (head first, BatchNorm frozen, lower backbone LR).
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     # The pipeline's stages in order; ``stage=<name>`` runs one, ``stage=all`` every one.
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
 
@@ -240,6 +267,9 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("train", "preview_augment", "model_card", "to_tfrecord"),
     "model.pooling": ("avg", "gem"),
     "model.heads": ("softmax", "arcface", "cosface"),
+    "model.input_scale": (None, "auto", "unit", "symmetric", "imagenet", "raw"),
+    "train.finetune.recipe": ("auto", "plain", "pretrained"),
+    "train.finetune.batchnorm": ("frozen", "train"),
     "export.tflite": ("float32", "int8"),
     "augment.runs_in": ("model", "data"),
     "train.optimizer": ("sgd", "adam", "adamw"),

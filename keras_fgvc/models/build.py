@@ -25,12 +25,37 @@ from keras_fgvc.models.necks import embedding_neck
 from keras_fgvc.models.registry import get_backbone
 
 
+# model.input_scale -> the registry's name for it (models/registry.py INPUT_SCALES).
+CONFIG_INPUT_SCALES = {"unit": "unit", "symmetric": "symmetric", "imagenet": "standardize", "raw": "raw"}
+
+
+def resolve_input_scale(config_scale, backbone_scale: str) -> str:
+    """The scale a model uses: ``model.input_scale`` when set, else (None/"auto") the backbone's own.
+
+    Example:
+        >>> resolve_input_scale("symmetric", "unit"), resolve_input_scale("auto", "unit")
+        ('symmetric', 'unit')
+    """
+    if config_scale in (None, "auto"):
+        return backbone_scale
+    if config_scale not in CONFIG_INPUT_SCALES:
+        raise ConfigError(f"config key 'model.input_scale' = {config_scale!r}; choose one of: auto, "
+                          f"{', '.join(CONFIG_INPUT_SCALES)}")
+    return CONFIG_INPUT_SCALES[config_scale]
+
+
 def input_scaling(input_scale, mean, std, channels):
-    """The layer that maps [0, 255] pixels to what a backbone expects (None: nothing to do)."""
+    """The layer that maps [0, 255] pixels to what a backbone expects (None: nothing to do).
+
+    ``input_scale``: raw (none) | unit ([0, 1]) | symmetric ([-1, 1]) | standardize
+    (``(x / 255 - mean) / std``, per channel; a greyscale model uses the channel means).
+    """
     if input_scale == "raw":
         return None
     if input_scale == "unit":
         return keras.layers.Rescaling(1.0 / 255, name="to_unit")
+    if input_scale == "symmetric":
+        return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="to_symmetric")
     mean = [255.0 * m for m in mean][:channels] if channels > 1 else [255.0 * sum(mean) / len(mean)]
     variance = [(255.0 * s) ** 2 for s in std][:channels] if channels > 1 else [(255.0 * sum(std) / len(std)) ** 2]
     return keras.layers.Normalization(mean=mean, variance=variance, name="standardize")
@@ -69,7 +94,7 @@ def build_model(cfg, num_classes: int, channels: int = 3) -> keras.Model:
     entry = get_backbone(m.backbone)
     inputs = keras.Input((size, size, channels), name="image")
     x = inputs
-    scaling = input_scaling(entry.input_scale, m.mean, m.std, channels)
+    scaling = input_scaling(resolve_input_scale(m.input_scale, entry.input_scale), m.mean, m.std, channels)
     if scaling is not None:
         x = scaling(x)
     # Only the options a config actually sets: our own families take no weights file or handle.

@@ -8,9 +8,11 @@ image batch to features: a 4-D feature map, or a 2-D pre-logits vector for famil
 published head ends in a 1x1 conv (GhostNet). ``build_model`` adds the neck and heads.
 
 ``input_scale`` says what pixel range the builder's model expects, so that every model
-built by ``build_model`` takes float pixels in [0, 255] and normalises inside:
+built by ``build_model`` takes float pixels in [0, 255] and normalises inside (``model.input_scale``
+overrides it per config, e.g. for a hub module that expects [-1, 1]):
   - "raw":          the backbone normalises itself (keras.applications with preprocessing);
   - "unit":         pixels / 255 in [0, 1] (TF-Hub image models);
+  - "symmetric":    pixels / 127.5 - 1 in [-1, 1] (MobileNet/Inception-style ports);
   - "standardize":  (pixels / 255 - mean) / std with the config's mean/std (ImageNet by default).
 """
 
@@ -20,7 +22,7 @@ from typing import Any, Callable
 
 import keras
 
-INPUT_SCALES = ("raw", "unit", "standardize")
+INPUT_SCALES = ("raw", "unit", "symmetric", "standardize")
 
 
 @dataclass(frozen=True)

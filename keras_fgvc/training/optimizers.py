@@ -39,7 +39,56 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 NO_WEIGHT_DECAY_PATTERN = r"(?:^|/)(?:bias|gamma|beta)(?:/replica_\d+)?(?::\d+)?$"
 
 
-def make_optimizer(train_cfg, steps_per_epoch: int, global_batch: int = REFERENCE_BATCH) -> keras.optimizers.Optimizer:
+class VariableLearningRates:
+    """Mixin for a Keras optimizer: chosen variables step with ``learning_rate * multiplier``.
+
+    Keras 3 optimizers have one learning rate for all variables (no torch-style parameter
+    groups). ``keras.optimizers.MultiOptimizer`` gives each group its own optimizer, but it has no
+    ``learning_rate`` (reading or assigning it raises, and ``ReduceLROnPlateau`` for
+    ``schedule=plateau`` and the W&B learning-rate log do both), each group then runs its own
+    schedule and step counter, and Adam's moments would be split. Scaling gradients instead is
+    wrong for Adam (scale-invariant). So this scales the learning rate that Keras passes to
+    ``update_step`` per variable: one optimizer, one schedule, one state; its ``learning_rate`` is
+    the base (head) rate. Decoupled weight decay (``lr * weight_decay * w``) gets the same
+    multiplier, as in torch parameter groups.
+
+    ``multipliers``: ``[(variables, multiplier), ...]``; other variables use multiplier 1. Set by
+    :func:`make_optimizer`; not part of ``get_config`` (the engine rebuilds the optimizer).
+    """
+
+    def set_learning_rate_multipliers(self, multipliers):
+        self._lr_multipliers = {self._var_key(v): float(m) for variables, m in multipliers for v in variables}
+
+    def learning_rate_multiplier(self, variable) -> float:
+        return getattr(self, "_lr_multipliers", {}).get(self._var_key(variable), 1.0)
+
+    def _use_weight_decay(self, variable):
+        # Scaled variables decay in update_step (with their own rate), not in Keras' decay pass.
+        return self.learning_rate_multiplier(variable) == 1.0 and super()._use_weight_decay(variable)
+
+    def update_step(self, gradient, variable, learning_rate):
+        multiplier = self.learning_rate_multiplier(variable)
+        if multiplier == 1.0:
+            return super().update_step(gradient, variable, learning_rate)
+        learning_rate = keras.ops.multiply(keras.ops.cast(learning_rate, variable.dtype), multiplier)
+        if self.weight_decay is not None and super()._use_weight_decay(variable):
+            decay = keras.ops.cast(self.weight_decay, variable.dtype)
+            self.assign_sub(variable, keras.ops.multiply(variable, keras.ops.multiply(decay, learning_rate)))
+        return super().update_step(gradient, variable, learning_rate)
+
+
+_SCALED = {}
+
+
+def _with_multipliers(optimizer_class):
+    """``optimizer_class`` with :class:`VariableLearningRates` mixed in (one class per base)."""
+    if optimizer_class not in _SCALED:
+        _SCALED[optimizer_class] = type(optimizer_class.__name__, (VariableLearningRates, optimizer_class), {})
+    return _SCALED[optimizer_class]
+
+
+def make_optimizer(train_cfg, steps_per_epoch: int, global_batch: int = REFERENCE_BATCH,
+                   lr_multipliers=()) -> keras.optimizers.Optimizer:
     """The optimizer a TrainConfig describes, with its learning-rate schedule.
 
     Args:
@@ -49,6 +98,10 @@ def make_optimizer(train_cfg, steps_per_epoch: int, global_batch: int = REFERENC
         steps_per_epoch: optimizer steps in one epoch (the schedule counts steps).
         global_batch: the batch summed over replicas, for ``lr_scaling="linear"``; the default 256
             leaves the learning rate unscaled.
+        lr_multipliers: ``[(variables, multiplier), ...]``: those variables step with
+            ``multiplier`` times the scheduled rate, weight decay included (the fine-tuning
+            recipe's lower backbone rate, ``train.finetune.backbone_lr_multiplier``); see
+            :class:`VariableLearningRates`.
 
     Returns:
         A new, unbuilt ``keras.optimizers.SGD``, ``Adam`` or ``AdamW``. With
@@ -69,15 +122,23 @@ def make_optimizer(train_cfg, steps_per_epoch: int, global_batch: int = REFERENC
     # None, not 0.0: Keras skips the decay pass only for None (0.0 would still assign every weight).
     weight_decay = float(train_cfg.weight_decay) or None
 
+    scaled = [(variables, m) for variables, m in lr_multipliers if float(m) != 1.0 and len(variables)]
+
+    def make(optimizer_class, *args, **kwargs):
+        return (_with_multipliers(optimizer_class) if scaled else optimizer_class)(*args, **kwargs)
+
     if train_cfg.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(
-            learning_rate, momentum=train_cfg.momentum, nesterov=bool(train_cfg.nesterov), weight_decay=weight_decay
+        optimizer = make(
+            keras.optimizers.SGD, learning_rate, momentum=train_cfg.momentum, nesterov=bool(train_cfg.nesterov),
+            weight_decay=weight_decay,
         )
     elif train_cfg.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+        optimizer = make(keras.optimizers.Adam, learning_rate, weight_decay=weight_decay)
     else:
         # AdamW refuses weight_decay=None; 0.0 is a valid (if pointless) AdamW.
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=float(train_cfg.weight_decay))
+        optimizer = make(keras.optimizers.AdamW, learning_rate, weight_decay=float(train_cfg.weight_decay))
+    if scaled:
+        optimizer.set_learning_rate_multipliers(scaled)
 
     if weight_decay and not train_cfg.decay_bn_and_bias:
         # Must happen before the optimizer is built (first apply); Keras raises afterwards.

@@ -15,13 +15,15 @@ Stage files live in ``<run_dir>/<stage>/``: ``best.weights.h5``, ``last.weights.
 last completed epoch) and ``finished.json`` once it has (info and history).
 
 Resume (``resume=true``) and the order of the training batches: ``training/resume.py``.
+A pretrained backbone (``model.weights``, ``backbone=hub``) is fine-tuned with the recipe of
+``training/finetune.py`` (``train.finetune``): a head-only phase ``<stage>_head`` with its own
+folder, then the stage with BatchNorm frozen, a lower backbone learning rate and a warm-up.
 """
 
 import dataclasses
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import warnings
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 import keras
 
 from keras_fgvc.errors import UserError
+from keras_fgvc.tracking.progress import fit_verbosity
 from keras_fgvc.training.callbacks import (
     BACKUP_DIR,
     BEST,
@@ -42,6 +45,7 @@ from keras_fgvc.training.callbacks import (
     stage_callbacks,
     truncate_history,
 )
+from keras_fgvc.training.finetune import freeze, head_stage_name  # freeze: importable from here too
 from keras_fgvc.training.resume import (
     FINISHED,
     interrupted_epochs,
@@ -50,9 +54,6 @@ from keras_fgvc.training.resume import (
     resumed_dataset,
     start_fresh,
 )
-
-# "block3_...", "stage2_block1_...", "stage1_unit2_...", keras.applications' "block1a_...".
-_BLOCK = re.compile(r"^(.*?(?:block|unit)\d+[a-z]?)_")
 
 
 @dataclass
@@ -89,8 +90,11 @@ def stage_config(cfg, stage):
 
 
 def stage_train_config(cfg, stage):
-    """``cfg.train`` with the stage's overrides and epochs applied."""
-    merged = dataclasses.replace(cfg.train, **stage.train)
+    """``cfg.train`` with the stage's overrides and epochs applied (``finetune`` merged key by key)."""
+    overrides = dict(stage.train)
+    if isinstance(overrides.get("finetune"), dict):
+        overrides["finetune"] = dataclasses.replace(cfg.train.finetune, **overrides["finetune"])
+    merged = dataclasses.replace(cfg.train, **overrides)
     return dataclasses.replace(merged, epochs=stage.epochs or merged.epochs)
 
 
@@ -121,12 +125,12 @@ def check_no_interrupted_run(cfg, stages) -> None:
     """Without ``resume=true``: refuse a stage that an earlier, killed run left half trained."""
     if cfg.resume:
         return
-    for stage in stages:
-        epochs = interrupted_epochs(stage_folder(cfg, stage.name))
+    for name in [n for stage in stages for n in (head_stage_name(stage.name), stage.name)]:  # + recipe head phases
+        epochs = interrupted_epochs(stage_folder(cfg, name))
         if epochs:
-            backup = os.path.join(stage_folder(cfg, stage.name), BACKUP_DIR)
+            backup = os.path.join(stage_folder(cfg, name), BACKUP_DIR)
             raise UserError(
-                f"stage '{stage.name}' of run {cfg.run_dir} was interrupted after {epochs} epoch(s) ({backup}); "
+                f"stage '{name}' of run {cfg.run_dir} was interrupted after {epochs} epoch(s) ({backup}); "
                 f"add resume=true to continue it, or delete {backup} to train the stage from scratch"
             )
 
@@ -158,43 +162,6 @@ def warm_start(model: keras.Model, path: str) -> list[str]:
         if "skip" in text.lower():  # Keras: "Skipping variable loading for ..." / "skipping ..."
             skipped.append(text.splitlines()[0][:200])
     return skipped
-
-
-def _weight_layers(model):
-    """Every layer of ``model`` that owns weights, nested models flattened, in graph order."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if not isinstance(layer, keras.Model) and layer.weights:
-            yield layer
-
-
-def freeze(model: keras.Model, spec: str) -> list[str]:
-    """Apply a stage's ``freeze`` to ``model``; returns the names of the frozen layers.
-
-    ``backbone`` freezes the whole backbone; ``backbone_except_last_<N>`` keeps its last N blocks
-    (and the layers after them) training, the usual fine-tuning recipe for pretrained backbones.
-    Frozen BatchNorm layers run in inference mode (Keras 3 semantics).
-    """
-    if spec == "none":
-        return []
-    backbone = model.get_layer("backbone")
-    if spec == "backbone":
-        backbone.trainable = False
-        return [layer.name for layer in _weight_layers(backbone)]
-    keep_blocks = int(spec.rsplit("_", 1)[1])
-    layers = list(_weight_layers(backbone))
-    blocks = list(dict.fromkeys(m.group(1) for m in map(_BLOCK.match, (layer.name for layer in layers)) if m))
-    if not blocks:
-        raise UserError(f"freeze={spec}: backbone '{backbone.name}' has no layers named by block; use freeze=backbone")
-    kept = set(blocks[-keep_blocks:])
-    last_block_index = max(i for i, layer in enumerate(layers) if _BLOCK.match(layer.name))
-    frozen = []
-    for index, layer in enumerate(layers):
-        match = _BLOCK.match(layer.name)
-        trainable = (match.group(1) in kept) if match else index > last_block_index
-        if not trainable:
-            layer.trainable = False
-            frozen.append(layer.name)
-    return frozen
 
 
 def stage_augmentation(cfg, stage):
@@ -277,8 +244,13 @@ def _finished_stage(cfg, plan, stage, model_fn, folder) -> StageRun:
 
 
 def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], train_rows, val_rows, label: str,
-                num_classes: int, metrics_fn: Callable[[dict], dict] | None = None, wandb_run=None) -> StageRun:
+                num_classes: int, metrics_fn: Callable[[dict], dict] | None = None, wandb_run=None,
+                phase=None) -> StageRun:
     """Train one stage end to end (see the module docstring), or continue or skip it (``cfg.resume``).
+
+    A stage whose backbone is pretrained trains with the fine-tuning recipe (``train.finetune``,
+    training/finetune.py): first a head-only phase in its own folder ``<stage>_head``, then the
+    stage from that phase's best weights with BatchNorm frozen, a lower backbone rate and warm-up.
 
     Args:
         cfg: the run's Config.
@@ -290,14 +262,16 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         label: the table column every trained output reads unless ``stage.targets`` names another.
         num_classes: classes of the heads (context for losses such as center loss).
         metrics_fn: ``targets -> {output: [metrics]}``; default: accuracy on ``logits``.
-        wandb_run: a W&B run to log to (None: none).
+        wandb_run: a W&B run to log to (None: none; the recipe's head phase never logs there).
+        phase: internal: the ``finetune.Phase`` this call trains (None: the stage's phases).
 
     Returns:
         StageRun with the inference model at its best epoch. ``info`` has ``epochs_run`` (all
         epochs of the stage, resumed ones included), ``resumed_from_epoch`` when it continued a
         backup, ``already_finished`` when an earlier run had finished it, and ``stopped_on_nan``
         (``{"epoch", "batch", "loss", "cause"}``, 0-based as in history.csv) when the loss or the
-        weights turned NaN/inf and the stage stopped there.
+        weights turned NaN/inf and the stage stopped there. ``finetune`` says which recipe
+        trained it and why, with the recipe's settings and phases.
 
     Example:
         >>> run = train_stage(cfg, configure(cfg.runtime), stage, lambda c: build_model(c, 2), train, val,
@@ -312,6 +286,15 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     folder = stage_folder(cfg, stage.name)
     if cfg.resume and is_finished(folder):
         return _finished_stage(cfg, plan, stage, model_fn, folder)
+    if phase is None:
+        from keras_fgvc.training.finetune import stage_phases
+
+        *earlier, phase = stage_phases(cfg, stage)
+        for head in earlier:  # the recipe's head phase, a stage of its own (folder, resume, finished.json)
+            train_stage(cfg, plan, head.stage, model_fn, train_rows, val_rows, label, num_classes, metrics_fn,
+                        phase=head)
+        return dataclasses.replace(train_stage(cfg, plan, phase.stage, model_fn, train_rows, val_rows, label,
+                                               num_classes, metrics_fn, wandb_run, phase=phase), stage=stage)
     check_no_interrupted_run(cfg, [stage])
     completed = interrupted_epochs(folder) if cfg.resume else 0
     if not completed:
@@ -320,7 +303,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     # A SIGKILL in the middle of an atomic write leaves its temp file; nothing else writes here now.
     remove_partial_files(folder)
     remove_partial_files(os.path.join(folder, BACKUP_DIR))
-    train_cfg = stage_train_config(cfg, stage)
+    train_cfg = phase.train_config(stage_train_config(cfg, stage))
     keras.utils.set_random_seed(cfg.seed)
     # data.batch_size is per replica; the global batch feeds the dataset and the LR rule.
     global_batch = cfg.data.batch_size * plan.strategy.num_replicas_in_sync
@@ -342,6 +325,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         model = model_fn(stage_config(cfg, stage))
         skipped = warm_start(model, init_path) if init_path else []
         frozen = freeze(model, stage.freeze)
+        recipe_changes = phase.prepare(model)  # the recipe's BatchNorm mode
         network = training_model(model)
         trainer = Trainer(
             network, loss_terms(stage, network, num_classes,
@@ -351,7 +335,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
             metrics=(metrics_fn or default_metrics)(targets),
             name=f"{stage.name}_trainer",
         )
-        optimizer = make_optimizer(train_cfg, steps, global_batch)
+        optimizer = make_optimizer(train_cfg, steps, global_batch, lr_multipliers=phase.lr_multipliers(model))
         trainer.compile(optimizer=optimizer, jit_compile=plan.jit_compile)
     monitor = train_cfg.monitor if val_ds is not None else train_cfg.monitor.removeprefix("val_")
     if completed:
@@ -374,7 +358,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         initial_epoch=completed,
         steps_per_epoch=steps,
         callbacks=callbacks,
-        verbose=2,
+        verbose=fit_verbosity(),
     )
     checkpoint = next(c for c in callbacks if isinstance(c, BestAndLastCheckpoint))
     guard = next(c for c in callbacks if isinstance(c, NanGuard))
@@ -386,7 +370,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         "init_from": init_path, "warm_start_skipped": skipped, "frozen_layers": len(frozen),
         "epochs_run": len(full_history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
         "monitor": monitor, "monitor_mode": monitor_mode(monitor), "best_value": checkpoint.best,
-        "global_batch": global_batch,
+        "global_batch": global_batch, "finetune": {**phase.info, **recipe_changes},
     }
     if completed:
         info["resumed_from_epoch"] = completed

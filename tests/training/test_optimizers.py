@@ -104,3 +104,30 @@ def test_exclusion_pattern_takes_the_last_name_component():
 def test_unknown_optimizer_names_the_choices():
     with pytest.raises(ValueError, match="sgd, adam, adamw"):
         make_optimizer(train_cfg(optimizer="lamb"), SPE)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_lr_multipliers_scale_the_step_and_the_decay_of_chosen_variables(name):
+    """The fine-tuning recipe's lower backbone rate: the "bias_proj" Dense stands for the backbone."""
+    lr, wd, multiplier = 0.5, 0.1, 0.1
+    model = _tiny_model()
+    scaled = model.get_layer("bias_proj").trainable_variables
+    cfg = train_cfg(optimizer=name, learning_rate=lr, weight_decay=wd, momentum=0.0, schedule="constant")
+    optimizer = make_optimizer(cfg, SPE, lr_multipliers=[(scaled, multiplier)])
+    plain = make_optimizer(cfg, SPE)
+    assert isinstance(optimizer, type(plain)) and float(optimizer.learning_rate) == pytest.approx(lr)
+    twin = _tiny_model()  # same initial values (seeded), stepped by the plain optimizer
+    gradient = [keras.ops.full(v.shape, 0.2) for v in model.trainable_variables]
+    before = {v.path: np.array(v.numpy()) for v in model.trainable_variables}
+    optimizer.apply_gradients(zip(gradient, model.trainable_variables))
+    plain.apply_gradients(zip(gradient, twin.trainable_variables))
+    scaled_paths = {v.path for v in scaled}
+    for v, t in zip(model.trainable_variables, twin.trainable_variables):
+        if v.path not in scaled_paths:  # untouched by the multiplier: exactly the plain optimizer's step
+            np.testing.assert_allclose(v.numpy(), t.numpy(), rtol=1e-6, err_msg=v.path)
+            continue
+        w = before[v.path]
+        decayed = w * (1 - lr * multiplier * wd)  # decoupled decay at the variable's own rate
+        # SGD without momentum steps lr * g; Adam's first step is lr * sign(g) (g / (|g| + eps)).
+        step = lr * multiplier * (0.2 if name == "sgd" else 1.0)
+        np.testing.assert_allclose(v.numpy(), decayed - step, rtol=1e-5, err_msg=v.path)

@@ -48,24 +48,31 @@ class _BorrowedVariable(keras.Variable):
 class HubBackbone(keras.layers.Layer):
     """A TF2 reusable SavedModel (TF-Hub handle or local directory) as a Keras 3 layer.
 
-    The module is called as ``module(images, training=...)`` on float32 images in [0, 1];
-    with ``trainable=True`` its trainable variables train with the rest of the model and its
-    batch-norm statistics update in training mode.
+    The module is called as ``module(images, training=...)`` on float32 images (in [0, 1] for
+    TF-Hub image modules; ``model.input_scale`` sets another range); with ``trainable=True`` its
+    trainable variables train with the rest of the model and its batch-norm statistics update in
+    training mode.
 
     Args:
         handle: TF-Hub handle/URL or a local SavedModel directory.
         trainable: fine-tune the module's variables.
         output_key: for modules returning a dict, the entry to use.
+        inference_mode: always call the module with ``training=False``, also while training: its
+            BatchNorm layers normalise with (and keep) their moving statistics and its dropout is
+            off, while its trainable variables still get gradients. A SavedModel offers no
+            per-layer switch, so this is how the fine-tuning recipe's ``batchnorm=frozen``
+            reaches a hub module (training/finetune.py); its BatchNorm scales and offsets train.
 
     Example:
         >>> backbone = HubBackbone("https://tfhub.dev/google/imagenet/efficientnet_v2_imagenet21k_ft1k_b3/feature_vector/2")  # doctest: +SKIP
         >>> features = backbone(images)  # [B, 1536]  # doctest: +SKIP
     """
 
-    def __init__(self, handle, trainable=True, output_key=None, **kwargs):
+    def __init__(self, handle, trainable=True, output_key=None, inference_mode=False, **kwargs):
         super().__init__(**kwargs)
         self.handle = handle
         self.output_key = output_key
+        self.inference_mode = inference_mode
         self._module = tf.saved_model.load(resolve(handle))
         trainable_ids = {id(v) for v in getattr(self._module, "trainable_variables", [])}
         self.hub_variables = [
@@ -78,7 +85,8 @@ class HubBackbone(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         # Hub modules are float32 graphs; under mixed precision only the outputs change dtype.
-        outputs = self._module(tf.cast(inputs, tf.float32), training=bool(training) and self.trainable)
+        training = bool(training) and self.trainable and not self.inference_mode
+        outputs = self._module(tf.cast(inputs, tf.float32), training=training)
         if isinstance(outputs, dict):
             if self.output_key is None:
                 raise ValueError(f"{self.handle} returns a dict {sorted(outputs)}: set output_key")
@@ -93,7 +101,8 @@ class HubBackbone(keras.layers.Layer):
         return keras.KerasTensor(tuple(traced.structured_outputs.shape), dtype=self.compute_dtype)
 
     def get_config(self):
-        return {**super().get_config(), "handle": self.handle, "output_key": self.output_key}
+        return {**super().get_config(), "handle": self.handle, "output_key": self.output_key,
+                "inference_mode": self.inference_mode}
 
 
 @register_backbone("hub", input_scale="unit")

@@ -26,8 +26,12 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(PY) run.py export.overwrite=true $(ARGS)
 
+# Two workers: small runs are dominated by single-threaded graph tracing, so two processes use
+# both cores; loadscope keeps a module's tests (and its module-scoped fixtures) on one worker.
+TEST_WORKERS ?= 2
+
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 bench: install-dev
 	for b in benchmarks/*.py; do $(PY) $$b --smoke || exit 1; done

@@ -45,7 +45,7 @@ def make(root, num_images=1500, image_size=96, seed=0, test_images=0):
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(root, "images"), exist_ok=True)
     truth = _draw_split(root, rng, num_images, image_size, first_id=1)
-    meta = _hide_labels(truth, rng)
+    meta = hide_labels(truth, rng)
     truth.to_csv(os.path.join(root, "truth.csv"), index=False)
     meta.to_csv(os.path.join(root, "train_meta.csv"), index=False)
     if test_images:
@@ -67,9 +67,10 @@ def _draw_split(root, rng, count, image_size, first_id):
     return pd.DataFrame(rows, columns=["image_id", "fname", "mask", "distancing", "5k"])
 
 
-def _hide_labels(truth, rng):
+def hide_labels(truth, rng):
+    """Zalo's missing pattern on a complete table (columns mask, distancing, 5k): one draw per row
+    hides mask or distancing or nothing, never both; 5k is missing whenever either is."""
     meta = truth.copy()
-    # One draw per row decides which label (if any) is hidden, so mask and distancing are never both missing.
     draw = rng.random(len(meta))
     hide_mask = draw < MISSING_MASK_RATE
     hide_distancing = (draw >= MISSING_MASK_RATE) & (draw < MISSING_MASK_RATE + MISSING_DISTANCING_RATE)

@@ -26,7 +26,11 @@ def _import_tensorflow_quietly():
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _import_tensorflow_quietly()
-    from keras_fgvc.config.compose import available_pipelines, compose
+    import dataclasses
+
+    import keras
+
+    from keras_fgvc.config.compose import available_pipelines
     from keras_fgvc.config.help import help_text
     from keras_fgvc.errors import UserError
 
@@ -38,11 +42,27 @@ def main(argv: list[str]) -> int:
         pipelines = available_pipelines()
         print(help_text(pipelines, schema_for(chosen if chosen in pipelines else DEFAULT_PIPELINE)))
         return 0
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
+    argv = [arg for arg in argv if arg not in ("-m", "--multirun")]
+    # Positional arguments are run folders for task=compare (``runs/cars/*`` expanded by the shell).
+    folders = [arg for arg in argv if "=" not in arg]
+    overrides = [arg for arg in argv if "=" in arg]
     try:
-        cfg = compose(argv)
+        from keras_fgvc.config.compose import compose_jobs
+
+        configs = compose_jobs(overrides, multirun)
+        if folders:
+            if configs[0].task != "compare":
+                raise UserError(f"unexpected argument '{folders[0]}': give key=value overrides "
+                                "(folders are read only by task=compare)")
+            configs = [dataclasses.replace(c, compare=dataclasses.replace(c.compare, runs=folders)) for c in configs]
         from keras_fgvc.pipelines import dispatch
 
-        dispatch(cfg)
+        for index, cfg in enumerate(configs):
+            if len(configs) > 1:
+                print(f"[{index + 1}/{len(configs)}] {cfg.run_dir}", flush=True)
+                keras.backend.clear_session()  # each job builds its own graphs; free the last one's
+            dispatch(cfg)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -105,6 +105,16 @@ def get(name: str) -> list[dict]:
         raise KeyError(f"unknown augmentation preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
 
 
+def without(steps: list[dict], skip) -> list[dict]:
+    """``steps`` less those whose layer name is in ``skip`` (``augment.skip``: one ablation, one override).
+
+    Example:
+        >>> [next(iter(step)) for step in without(get("cars"), ["RandomAffine"])]
+        ['RandomFlip', 'RandomColorJitter']
+    """
+    return [step for step in steps if next(iter(step)) not in set(skip)]
+
+
 def resolve_layer(name: str):
     from keras_fgvc import augment
 

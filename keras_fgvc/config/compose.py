@@ -1,6 +1,7 @@
 """Compose a run's config from ``pipelines/<pipeline>.yaml`` and command-line overrides with
 Hydra's compose API (no output folder, no logging side effects), then validate it."""
 
+import itertools
 import os
 
 from hydra import compose as hydra_compose
@@ -33,10 +34,7 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
     Example:
         >>> cfg = compose(["smoke=true", "stage=mask"])  # doctest: +SKIP
     """
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException as error:
-        raise ConfigError(f"cannot parse overrides: {str(error).splitlines()[0]}") from None
+    parsed = _parse(overrides)
     keys = [override.key_or_group.lstrip("+~") for override in parsed]
     pipeline = next((str(o.value()) for o, k in zip(parsed, keys) if k == "pipeline"), DEFAULT_PIPELINE)
     if pipeline not in available_pipelines(config_dir):
@@ -67,6 +65,58 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
             if key not in explicit_keys:
                 _set(tree, key, value)
     return to_config(tree, source=f"{pipeline}.yaml")
+
+
+def _parse(overrides) -> list:
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as error:
+        raise ConfigError(f"cannot parse overrides: {str(error).splitlines()[0]}") from None
+
+
+def sweep(overrides: list[str]) -> list[tuple[list[str], str]]:
+    """Hydra multirun's basic sweep: ``(overrides, run-name suffix)`` per job.
+
+    Each sweep override (``key=a,b,c``, ``key=range(1,4)``, ``key=choice(a,b)``) expands to one
+    value per job, and the jobs are the cartesian product in command-line order, as Hydra's basic
+    sweeper runs them. The suffix (``model.dropout=0.1,seed=2``, Hydra's ``override_dirname``)
+    gives each job its own run folder: ``<name>-<suffix>``.
+
+    Example:
+        >>> [suffix for _, suffix in sweep(["pipeline=cars", "model.dropout=0.1,0.2"])]
+        ['model.dropout=0.1', 'model.dropout=0.2']
+    """
+    parsed = _parse(overrides)
+    fixed = [text for text, override in zip(overrides, parsed) if not override.is_sweep_override()]
+    swept = [(override.key_or_group, list(override.sweep_string_iterator()))
+             for override in parsed if override.is_sweep_override()]
+    if not swept:
+        return [(list(overrides), "")]
+    jobs = []
+    for values in itertools.product(*(choices for _, choices in swept)):
+        chosen = [f"{key}={value}" for (key, _), value in zip(swept, values)]
+        jobs.append((fixed + chosen, ",".join(chosen).replace("/", "_")))
+    return jobs
+
+
+def compose_jobs(overrides: list[str], multirun: bool = False, config_dir: str = PIPELINES_DIR) -> list[Config]:
+    """The validated Config of every job of a command line, all composed before any job runs (a
+    bad value in the last job stops the sweep before the first writes anything).
+
+    Without ``multirun`` a sweep override is an error naming it (Hydra's rule: ``-m`` runs sweeps).
+    """
+    import dataclasses
+
+    if not multirun:
+        swept = [text for text, override in zip(overrides, _parse(overrides)) if override.is_sweep_override()]
+        if swept:
+            raise ConfigError(f"'{swept[0]}' is a sweep (one run per value); add -m to run it: python run.py -m ...")
+        return [compose(overrides, config_dir)]
+    configs = []
+    for job, suffix in sweep(overrides):
+        cfg = compose(job, config_dir)
+        configs.append(dataclasses.replace(cfg, name=f"{cfg.name}-{suffix}") if suffix else cfg)
+    return configs
 
 
 def _set(tree, dotted: str, value):

@@ -68,6 +68,19 @@ def check_augment(preset, steps, key: str):
                          "(looked in keras_fgvc.augment and keras.layers)") from None
 
 
+def check_skip(cfg):
+    """Every ``augment.skip`` name is a step of the augmentation it edits (a typo would skip nothing)."""
+    from keras_fgvc.augment import presets
+
+    steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
+    present = [next(iter(step)) for step in steps]
+    unknown = [name for name in cfg.augment.skip if name not in present]
+    if unknown:
+        source = "augment.steps" if cfg.augment.steps is not None else f"preset '{cfg.augment.preset}'"
+        raise _error(f"config key 'augment.skip': {', '.join(map(repr, unknown))} is not a step of {source}; "
+                     f"its steps: {', '.join(present) or 'none'}")
+
+
 def check_overrides(overrides: dict, key: str, schema, group: str, allowed_keys):
     """A stage's ``train``/``model`` overrides: known keys, right types, allowed choices; returns the merged group."""
     for name in overrides:
@@ -201,4 +214,5 @@ def check_names(cfg):
     check_backbone(cfg.model)
     check_heads(cfg.model.heads)
     check_augment(cfg.augment.preset, cfg.augment.steps, "augment.preset" if cfg.augment.steps is None else "augment.steps")
+    check_skip(cfg)
     check_stages(cfg)

@@ -75,8 +75,12 @@ class ModelConfig:
     std: list = field(default_factory=lambda: list(IMAGENET_STD))
     # The pixel range the backbone is fed (models/build.py input_scaling); the model's input stays
     # [0, 255]. auto (or null): the backbone's registered scale (hub: unit) | unit [0, 1] |
-    # symmetric [-1, 1] | imagenet ((x / 255 - mean) / std with mean/std above) | raw [0, 255].
+    # symmetric [-1, 1] | imagenet ((x / 255 - mean) / std with mean/std above) | raw [0, 255] |
+    # dataset (the same with the training split's own mean/std, measured and cached by the driver:
+    # data/normalization.py; they replace mean/std above in the run's config.yaml).
     input_scale: Optional[str] = "auto"
+    # 3: RGB; 1: greyscale, decoded as one channel everywhere (training, prediction, export).
+    img_channels: int = 3
 
 
 @dataclass
@@ -87,6 +91,8 @@ class AugmentConfig:
     # Where image-only steps run: "model" (inside the training step, on the accelerator) or
     # "data" (in tf.data on the CPU). Label-mixing steps (CutMix, MixUp) always run in tf.data.
     runs_in: str = "model"
+    # Layer names of the preset's steps to leave out, e.g. [RandomAffine] (an ablation is one override).
+    skip: list = field(default_factory=list)
 
 
 @dataclass
@@ -202,9 +208,19 @@ class ExportConfig:
 
 
 @dataclass
+class CompareConfig:
+    """``task=compare``: run folders side by side (tracking/compare.py)."""
+
+    # Run folders; on the command line they are the positional arguments (shell globs expanded).
+    runs: list = field(default_factory=list)
+    # Where compare.md / .csv / _curves.png go; "": the runs' common parent folder.
+    out: str = ""
+
+
+@dataclass
 class Config:
     pipeline: str = "fivek"
-    task: str = "train"  # train | preview_augment | model_card | to_tfrecord
+    task: str = "train"  # train | preview_augment | model_card | to_tfrecord | compare
     stage: str = "all"
     smoke: bool = False
     # Settings applied when smoke=true, as {dotted.key: value}; explicit overrides still win.
@@ -226,6 +242,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     @property
     def run_dir(self) -> str:
@@ -264,10 +281,11 @@ def _with_group(pipeline: str, key: str, options: type) -> type:
 
 # Allowed values for string choices; validate() checks them.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "task": ("train", "preview_augment", "model_card", "to_tfrecord"),
+    "task": ("train", "preview_augment", "model_card", "to_tfrecord", "compare"),
     "model.pooling": ("avg", "gem"),
     "model.heads": ("softmax", "arcface", "cosface"),
-    "model.input_scale": (None, "auto", "unit", "symmetric", "imagenet", "raw"),
+    "model.input_scale": (None, "auto", "unit", "symmetric", "imagenet", "raw", "dataset"),
+    "model.img_channels": (1, 3),
     "train.finetune.recipe": ("auto", "plain", "pretrained"),
     "train.finetune.batchnorm": ("frozen", "train"),
     "export.tflite": ("float32", "int8"),

@@ -39,11 +39,11 @@ def check_tables(cfg, tables: dict) -> tuple[dict, dict]:
     return checked, info
 
 
-def decode_once(cfg, table, channels: int = 3):
+def decode_once(cfg, table):
     """Decode ``table`` into the pixel cache now (no-op with ``data.cache=false``), so every stage
-    and prediction on a subset of it reads the same decoded pixels."""
+    and prediction on a subset of it reads the same decoded pixels (``model.img_channels`` of them)."""
     if cfg.data.cache and len(table):
-        pixel_cache.prepare(table, cfg.data.image_size, channels, cfg.data.resize, cfg.data.box_mode,
+        pixel_cache.prepare(table, cfg.data.image_size, cfg.model.img_channels, cfg.data.resize, cfg.data.box_mode,
                             cfg.data.cache_dir)
 
 

@@ -84,6 +84,23 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     return flat.reshape(num_classes, num_classes)
 
 
+def most_confused(cm, k: int = 10) -> list[tuple[int, int, int]]:
+    """The ``k`` largest off-diagonal cells of a confusion matrix: ``(true, predicted, count)``,
+    largest count first (ties: lower true, then lower predicted class first); cells of 0 are left out.
+
+    Example:
+        >>> most_confused([[5, 2, 0], [3, 4, 0], [0, 1, 6]], k=2)
+        [(1, 0, 3), (0, 1, 2)]
+    """
+    cm = np.asarray(cm)
+    off = cm.astype(np.int64).copy()
+    np.fill_diagonal(off, 0)
+    true, predicted = np.nonzero(off)
+    counts = off[true, predicted]
+    order = np.lexsort((predicted, true, -counts))[:k]
+    return [(int(true[i]), int(predicted[i]), int(counts[i])) for i in order]
+
+
 def per_class_accuracy(y_true, y_pred, num_classes: int) -> np.ndarray:
     """Accuracy within each true class (its recall); NaN for a class with no rows.
 

@@ -43,15 +43,16 @@ def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_la
     from keras_fgvc.export.saved_model import export_saved_model
     from keras_fgvc.export.tflite import compare_with_keras, export_tflite
 
-    size = cfg.data.image_size
-    exported = {"saved_model": export_saved_model(model, stage_export_path(cfg, stage), size, overwrite=cfg.export.overwrite,
+    size, channels = cfg.data.image_size, cfg.model.img_channels
+    exported = {"saved_model": export_saved_model(model, stage_export_path(cfg, stage), size, channels,
+                                                  overwrite=cfg.export.overwrite,
                                                   classes=classes, resize=cfg.data.resize,
                                                   decision_threshold=decision_threshold)}
     if not cfg.export.tflite:
         return exported
 
     def pixels(rows):
-        spec = PipelineSpec(size, 64, resize=cfg.data.resize, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
+        spec = PipelineSpec(size, 64, channels=channels, resize=cfg.data.resize, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
         batches = build(rows, spec, training=False)
         return np.concatenate([batch["image"].numpy() for batch in batches])
 
@@ -59,7 +60,7 @@ def export_stage(cfg, model, stage: str, calibration_rows, val_rows=None, val_la
     calibration = pixels(sample)
     val_images = pixels(val_rows) if val_rows is not None and len(val_rows) else None
     for quantization, path in tflite_paths(cfg, stage).items():
-        export_tflite(model, path, size, quantization=quantization, representative_images=calibration,
+        export_tflite(model, path, size, channels, quantization=quantization, representative_images=calibration,
                       overwrite=cfg.export.overwrite)
         exported[f"tflite_{quantization}"] = {"path": path, "size_mb": os.path.getsize(path) / 1e6}
         if val_images is not None:

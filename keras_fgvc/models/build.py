@@ -25,8 +25,11 @@ from keras_fgvc.models.necks import embedding_neck
 from keras_fgvc.models.registry import get_backbone
 
 
-# model.input_scale -> the registry's name for it (models/registry.py INPUT_SCALES).
-CONFIG_INPUT_SCALES = {"unit": "unit", "symmetric": "symmetric", "imagenet": "standardize", "raw": "raw"}
+# model.input_scale -> the registry's name for it (models/registry.py INPUT_SCALES). "dataset" is
+# standardize with model.mean/std that the driver measured on the training split
+# (data/normalization.py) before building.
+CONFIG_INPUT_SCALES = {"unit": "unit", "symmetric": "symmetric", "imagenet": "standardize", "raw": "raw",
+                       "dataset": "standardize"}
 
 
 def resolve_input_scale(config_scale, backbone_scale: str) -> str:
@@ -72,13 +75,13 @@ def check_heads(heads) -> list[str]:
     return heads
 
 
-def build_model(cfg, num_classes: int, channels: int = 3) -> keras.Model:
+def build_model(cfg, num_classes: int, channels: int | None = None) -> keras.Model:
     """Assemble the inference model a Config describes (see the module docstring for training).
 
     Args:
         cfg: a ``keras_fgvc.config.Config`` (reads ``model`` and ``data.image_size``).
         num_classes: classes of every head.
-        channels: input channels (1 for greyscale backbones).
+        channels: input channels (None: ``model.img_channels``; 1 for greyscale).
 
     Returns:
         A functional model ``image -> {"embedding", "logits", "<margin head>_logits"...}``;
@@ -89,6 +92,7 @@ def build_model(cfg, num_classes: int, channels: int = 3) -> keras.Model:
         >>> sorted(model(images))  # ['arcface_logits', 'embedding', 'logits']  # doctest: +SKIP
     """
     m = cfg.model
+    channels = channels or m.img_channels
     heads = check_heads(m.heads)
     size = cfg.data.image_size
     entry = get_backbone(m.backbone)

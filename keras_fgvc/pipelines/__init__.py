@@ -8,12 +8,13 @@ is known before anything runs.
 import importlib
 
 # pipeline name -> driver module with run(cfg)
-DRIVERS = {"fivek": "keras_fgvc.pipelines.pseudo_label"}
+DRIVERS = {"fivek": "keras_fgvc.pipelines.pseudo_label", "cars": "keras_fgvc.pipelines.cars"}
 # tasks other than "train", shared by every pipeline -> module with run(cfg)
 TASKS = {
     "preview_augment": "keras_fgvc.pipelines.preview_augment",
     "model_card": "keras_fgvc.pipelines.model_card",
     "to_tfrecord": "keras_fgvc.pipelines.to_tfrecord",
+    "compare": "keras_fgvc.pipelines.compare",
 }
 
 

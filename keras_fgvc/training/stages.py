@@ -175,6 +175,7 @@ def stage_augmentation(cfg, stage):
         steps = presets.get(stage.augment)
     else:
         steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
+    steps = presets.without(steps, cfg.augment.skip)
     image_steps, mixing_steps = presets.split_label_mixing(steps)
     placement = stage.augment_runs_in or cfg.augment.runs_in
     image_layer = presets.build(image_steps, name=f"{stage.name}_augment") if image_steps else None
@@ -313,7 +314,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     margin_targets = [column for key, column in targets.items() if key.endswith("_logits")]
     label_input = (margin_targets[0] if margin_targets else label) if has_margin_head else None
     spec = PipelineSpec(cfg.data.image_size, global_batch, targets=targets, label_input=label_input,
-                        resize=cfg.data.resize, box_mode=cfg.data.box_mode, cache=cfg.data.cache,
+                        channels=stage_config(cfg, stage).model.img_channels, resize=cfg.data.resize,
+                        box_mode=cfg.data.box_mode, cache=cfg.data.cache,
                         cache_dir=cfg.data.cache_dir, seed=cfg.seed, num_classes=num_classes)
     image_layer, placement, mixing = stage_augmentation(cfg, stage)
     train_ds = build(train_rows, spec, training=True, augment=image_layer if placement == "data" else None, mixing=mixing)

@@ -44,6 +44,14 @@ def load(format: str, root: str, split: str = "train", **options):
     return loader(root, split=split, **options)
 
 
+def has_split(format: str, root: str, split: str) -> bool:
+    """Whether the data set at ``root`` ships its own ``split`` (drivers carve val/test from train
+    otherwise). Formats without a ``has_split`` of their own have only ``train`` for this purpose."""
+    module = importlib.import_module(FORMATS[format])
+    check = getattr(module, "has_split", None)
+    return check(root, split) if check else split == "train"
+
+
 def options_of(format: str) -> list[str]:
     """The keyword options a format's ``load`` takes besides root and split (``data.source_options``)."""
     parameters = inspect.signature(importlib.import_module(FORMATS[format]).load).parameters

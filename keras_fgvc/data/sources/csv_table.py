@@ -17,6 +17,11 @@ from keras_fgvc.data.sources.paths import contiguous_ids, inside_root
 from keras_fgvc.errors import DataError
 
 
+def has_split(root, split: str) -> bool:
+    """Whether ``<root>/<split>.csv`` exists."""
+    return os.path.isfile(os.path.join(root, f"{split}.csv"))
+
+
 def load(root, split="train", path_column="path", label_columns=("label",)):
     """The ``split`` Table from ``<root>/<split>.csv``: absolute ``path`` plus the label columns.
 

@@ -36,6 +36,13 @@ def _classes(folder: str) -> list[str]:
     return sorted(name for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
 
 
+def has_split(root, split: str) -> bool:
+    """Whether the data set at ``root`` has its own ``split`` (a flat class folder has only train)."""
+    if split == "train":
+        return True
+    return os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, split))
+
+
 def load(root, split="train"):
     """The ``split`` Table: ``path`` (absolute), ``label`` (0..K-1), ``class_name``.
 

@@ -23,6 +23,11 @@ SPLITS = ("train", "val", "test")
 EXPECTED = "expected the VIPriors layout train/<wnid>/*.JPEG, val/<wnid>/*.JPEG, test/*.JPEG"
 
 
+def has_split(root, split: str) -> bool:
+    """Whether ``root`` holds the ``split`` folder (the challenge ships train, val and test)."""
+    return os.path.isdir(os.path.join(root, split))
+
+
 def load(root, split="train"):
     """The ``split`` Table: ``path`` (absolute), ``label``, ``class_name`` (the wnid) and ``image_id``.
 

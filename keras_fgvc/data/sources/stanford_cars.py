@@ -42,6 +42,11 @@ EXPECTED = (
 )
 
 
+def has_split(root, split: str) -> bool:
+    """Stanford Cars has a train and a labelled test split in both layouts (no val)."""
+    return split in SPLITS
+
+
 def load(root, split="train"):
     """The ``split`` Table of Stanford Cars under ``root`` (either layout).
 

@@ -98,6 +98,11 @@ def _column(values: dict, column: dict) -> pd.Series:
         return series
 
 
+def has_split(root, split: str) -> bool:
+    """Whether ``root`` (local or gs://) has the ``split`` index that task=to_tfrecord writes."""
+    return tf.io.gfile.exists(index_path(root, split))
+
+
 def load(root, split="train"):
     """The ``split`` Table of a TFRecord folder: its columns, ``path``, ``record_file``, ``record_index``.
 

@@ -2,7 +2,10 @@
 """keras_fgvc command line: compose config -> validate -> dispatch. ``python run.py --help``."""
 
 import os
+import re
 import sys
+
+OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][A-Za-z0-9_.]*=")
 
 
 def _import_tensorflow_quietly():
@@ -44,9 +47,10 @@ def main(argv: list[str]) -> int:
         return 0
     multirun = any(arg in ("-m", "--multirun") for arg in argv)
     argv = [arg for arg in argv if arg not in ("-m", "--multirun")]
-    # Positional arguments are run folders for task=compare (``runs/cars/*`` expanded by the shell).
-    folders = [arg for arg in argv if "=" not in arg]
-    overrides = [arg for arg in argv if "=" in arg]
+    # Anything not shaped key=value is a run folder for task=compare (``runs/cars/*`` expanded by
+    # the shell); a sweep job's folder name has an "=" in it, but no dotted key before it.
+    overrides = [arg for arg in argv if OVERRIDE.match(arg)]
+    folders = [arg for arg in argv if not OVERRIDE.match(arg)]
     try:
         from keras_fgvc.config.compose import compose_jobs
 

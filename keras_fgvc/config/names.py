@@ -68,8 +68,13 @@ def check_augment(preset, steps, key: str):
                          "(looked in keras_fgvc.augment and keras.layers)") from None
 
 
+# Steps that convert to HSV (tf.image.rgb_to_hsv needs exactly 3 channels).
+COLOUR_STEPS = ("RandomColorJitter", "RandomHue", "RandomSaturation")
+
+
 def check_skip(cfg):
-    """Every ``augment.skip`` name is a step of the augmentation it edits (a typo would skip nothing)."""
+    """Every ``augment.skip`` name is a step of the augmentation it edits (a typo would skip nothing),
+    and a greyscale model keeps no step that needs colour (it would fail at the first batch)."""
     from keras_fgvc.augment import presets
 
     steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
@@ -79,6 +84,10 @@ def check_skip(cfg):
         source = "augment.steps" if cfg.augment.steps is not None else f"preset '{cfg.augment.preset}'"
         raise _error(f"config key 'augment.skip': {', '.join(map(repr, unknown))} is not a step of {source}; "
                      f"its steps: {', '.join(present) or 'none'}")
+    colour = [name for name in present if name in COLOUR_STEPS and name not in cfg.augment.skip]
+    if cfg.model.img_channels == 1 and colour:
+        raise _error(f"config key 'model.img_channels' = 1: augmentation step {colour[0]} needs colour images; "
+                     f"add augment.skip=[{','.join(colour)}]")
 
 
 def check_overrides(overrides: dict, key: str, schema, group: str, allowed_keys):

@@ -72,7 +72,12 @@ def num_classes_of(tables) -> int:
 
 def evaluate(probabilities: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """Top-1, top-5 and the most confused (true, predicted, count) pairs of one split."""
-    from keras_fgvc.evaluation.metrics import accuracy, confusion_matrix, most_confused, top_k_accuracy
+    from keras_fgvc.evaluation.metrics import (
+        accuracy,
+        confusion_matrix,
+        most_confused,
+        top_k_accuracy,
+    )
 
     if not len(labels):
         return {}

@@ -39,10 +39,8 @@ with a printed note, so CI checks the wiring; a full run refuses (its numbers wo
 """
 
 import argparse
-import gzip
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -53,6 +51,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import pandas as pd
+from _fashion_mnist import (
+    CLASS_NAMES,
+    FASHION_MNIST,
+    BudgetAndBest,
+    fashion_mnist,
+    load_pixels,
+    plain_cnn,
+    stand_in,
+)
 from PIL import Image
 
 from keras_fgvc.data.sources import fivek as fivek_source
@@ -60,8 +67,6 @@ from keras_fgvc.data.synthetic.fivek import hide_labels
 from keras_fgvc.evaluation.metrics import accuracy, f1_score
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 MASK_CLASSES = (0, 2, 4, 6)  # upper-body garments
 DISTANCING_CLASSES = (2, 3, 4, 7)  # Pullover, Dress, Coat, Sneaker
 # 5k = {Pullover, Coat}: 8% each -> 16% positive, as in the real held-back set; the rest share 84%.
@@ -72,39 +77,6 @@ LABELS = ("mask", "distancing")
 
 
 # ----------------------------------------------------------------------------------------------- data
-def read_idx(path):
-    """A Fashion-MNIST idx file (gzip): uint8 images [N, 28, 28] (magic 2051) or labels [N] (2049)."""
-    with gzip.open(path, "rb") as f:
-        magic, count = struct.unpack(">II", f.read(8))
-        if magic == 2051:
-            rows, cols = struct.unpack(">II", f.read(8))
-            return np.frombuffer(f.read(), np.uint8).reshape(count, rows, cols)
-        if magic == 2049:
-            return np.frombuffer(f.read(), np.uint8)
-        raise ValueError(f"{path}: not an idx image/label file (magic {magic})")
-
-
-def fashion_mnist(split):
-    prefix = "train" if split == "train" else "t10k"
-    return (read_idx(os.path.join(FASHION_MNIST, f"{prefix}-images-idx3-ubyte.gz")),
-            read_idx(os.path.join(FASHION_MNIST, f"{prefix}-labels-idx1-ubyte.gz")))
-
-
-def stand_in(count, rng):
-    """Learnable 28 px stand-ins for 10 classes (a bar at one of 5 angles, filled or hollow box
-    behind it) for CI machines without the package. Shapes, not photos: wiring only."""
-    classes = rng.permutation(np.arange(count) % 10)
-    yy, xx = np.mgrid[0:28, 0:28] - 13.5
-    images = np.empty((count, 28, 28), np.uint8)
-    for i, c in enumerate(classes):
-        angle = np.pi * (c % 5) / 5 + rng.normal(0, 0.08)
-        bar = np.abs(xx * np.sin(angle) - yy * np.cos(angle)) < 2.5
-        box = (np.abs(xx) < 10) & (np.abs(yy) < 10) & ((c < 5) | (np.abs(xx) > 7) | (np.abs(yy) > 7))
-        image = 40 * box + 180 * bar + rng.normal(0, 25, (28, 28))
-        images[i] = np.clip(image, 0, 255).astype(np.uint8)
-    return images, classes
-
-
 def draw_rows(images, classes, count, rng):
     """``count`` row positions drawn without replacement, classes in CLASS_WEIGHTS proportions."""
     per_class = rng.multinomial(count, CLASS_WEIGHTS)
@@ -162,44 +134,6 @@ def write_fivek_set(root, rows, test_rows, seed=0, source="fashion-mnist"):
 
 
 # ------------------------------------------------------------------------------------------ plain CNN
-def load_pixels(paths, size):
-    return np.stack([np.asarray(Image.open(p).convert("L").resize((size, size), Image.BILINEAR), np.float32)
-                     for p in paths])[..., None] / 255.0
-
-
-def plain_cnn(size):
-    inputs = keras.Input((size, size, 1))
-    x = keras.layers.RandomFlip("horizontal")(inputs)
-    for filters in (32, 64, 128, 128):
-        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(0.3)(x)
-    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
-
-
-class BudgetAndBest(keras.callbacks.Callback):
-    """Stops after ``budget_s`` of training and restores the weights of the best val_loss epoch."""
-
-    def __init__(self, budget_s):
-        super().__init__()
-        self.budget_s, self.best, self.weights, self.epochs = budget_s, np.inf, None, 0
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epochs = epoch + 1
-        if logs["val_loss"] < self.best:
-            self.best, self.weights = logs["val_loss"], self.model.get_weights()
-        if time.perf_counter() - self.start > self.budget_s:
-            self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        if self.weights is not None:
-            self.model.set_weights(self.weights)
-
-
 def run_cnn(root, splits_csv, size, epochs, budget_s, batch=32):
     """Per label: train on the human labels of the pipeline's training rows, validate on its
     validation rows, predict the hidden and held-out rows.

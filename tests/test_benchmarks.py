@@ -11,7 +11,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCHMARKS = sorted(name for name in os.listdir(os.path.join(REPO, "benchmarks")) if name.endswith(".py"))
+BENCHMARKS = sorted(name for name in os.listdir(os.path.join(REPO, "benchmarks")) if name.endswith(".py") and not name.startswith("_"))
 
 
 @pytest.mark.slow

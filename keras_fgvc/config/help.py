@@ -5,7 +5,7 @@ import dataclasses
 from keras_fgvc.config.schema import CHOICES, Config
 from keras_fgvc.config.validate import _list_item
 
-USAGE = """usage: python run.py [pipeline=NAME] [stage=STAGE] [task=TASK] [smoke=true] [key=value ...]
+USAGE = """usage: python run.py [-m] [pipeline=NAME] [stage=STAGE] [task=TASK] [smoke=true] [key=value ...] [RUN_DIR ...]
 
 Runs a keras_fgvc pipeline. Overrides use Hydra syntax (key=value, dotted keys for nested
 groups); an unknown key is an error (exit code 2) that lists the valid keys.
@@ -17,6 +17,10 @@ examples:
   python run.py smoke=true                        a tiny sub-minute run
   python run.py pipeline=fivek task=preview_augment   a PNG grid of augmented training images
   python run.py task=model_card                   parameters, MACs, size and images/s of the model
+  python run.py pipeline=cars                     GhostNet from scratch, the Cars thesis' recipe (ablations:
+                                                  pipelines/cars.yaml header)
+  python run.py -m pipeline=cars model.dropout=0.1,0.2,0.3   a sweep: one run per value, runs/cars/<name>-<key=value>
+  python run.py task=compare runs/cars/*          runs side by side: differing keys, best val, test top-1, curves
   python run.py model.backbone=hub model.hub_handle=DIR   a pretrained backbone: each stage trains the head
                                                   first, then fine-tunes with BatchNorm frozen and a lower
                                                   backbone LR (train.finetune.*, docs/finetuning.md);

@@ -165,3 +165,14 @@ def test_best_f1_threshold_is_the_best_cut_by_scikit_learn(seed):
     assert sk_f1(y, (scores >= threshold).astype(int)) == pytest.approx(f1, abs=1e-12)
     assert f1 > sk_f1(y, (scores >= 0.5).astype(int), zero_division=0)  # the argmax cut is worse here
     assert best_f1_threshold(np.zeros(5), rng.random(5)) == (0.5, 0.0)
+
+
+def test_most_confused_equals_a_sort_of_every_off_diagonal_cell():
+    from keras_fgvc.evaluation.metrics import most_confused
+
+    rng = np.random.default_rng(3)
+    cm = rng.integers(0, 5, (7, 7))
+    cells = sorted(((int(cm[t, p]), t, p) for t in range(7) for p in range(7) if t != p and cm[t, p]),
+                   key=lambda c: (-c[0], c[1], c[2]))
+    assert most_confused(cm, k=6) == [(t, p, n) for n, t, p in cells[:6]]
+    assert most_confused(np.eye(3, dtype=int) * 4, k=5) == []

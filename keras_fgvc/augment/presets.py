@@ -105,6 +105,11 @@ def get(name: str) -> list[dict]:
         raise KeyError(f"unknown augmentation preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
 
 
+def of_config(augment) -> list[dict]:
+    """The steps an ``augment`` config group names: its explicit ``steps``, else its preset's (``skip`` not applied)."""
+    return augment.steps if augment.steps is not None else get(augment.preset)
+
+
 def without(steps: list[dict], skip) -> list[dict]:
     """``steps`` less those whose layer name is in ``skip`` (``augment.skip``: one ablation, one override).
 

@@ -77,7 +77,7 @@ def check_skip(cfg):
     and a greyscale model keeps no step that needs colour (it would fail at the first batch)."""
     from keras_fgvc.augment import presets
 
-    steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
+    steps = presets.of_config(cfg.augment)
     present = [next(iter(step)) for step in steps]
     unknown = [name for name in cfg.augment.skip if name not in present]
     if unknown:

@@ -70,8 +70,9 @@ def num_classes_of(tables) -> int:
     return len(classes) if classes else int(max(t[LABEL].max() for t in tables.values() if len(t))) + 1
 
 
-def evaluate(probabilities: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
-    """Top-1, top-5 and the most confused (true, predicted, count) pairs of one split."""
+def evaluate(probabilities: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[dict, np.ndarray | None]:
+    """Top-1, top-5 and the most confused (true, predicted, count) pairs of one split, and its
+    confusion matrix (``({}, None)`` for an empty split)."""
     from keras_fgvc.evaluation.metrics import (
         accuracy,
         confusion_matrix,
@@ -80,11 +81,12 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, num_classes: int) ->
     )
 
     if not len(labels):
-        return {}
+        return {}, None
     predicted = probabilities.argmax(1)
     cm = confusion_matrix(labels, predicted, num_classes)
-    return {"top1": accuracy(labels, predicted), "top5": top_k_accuracy(labels, probabilities, min(5, num_classes)),
-            "rows": len(labels), "most_confused": most_confused(cm, CONFUSED_PAIRS), "_confusion": cm}
+    scores = {"top1": accuracy(labels, predicted), "top5": top_k_accuracy(labels, probabilities, min(5, num_classes)),
+              "rows": len(labels), "most_confused": most_confused(cm, CONFUSED_PAIRS)}
+    return scores, cm
 
 
 def confused_classes_plot(cm, pairs, names, path, title: str):
@@ -168,8 +170,7 @@ def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
                 trained.model, rows, cfg.data.image_size, max(cfg.data.batch_size, 64),
                 channels=cfg.model.img_channels, resize=cfg.data.resize, cache=cfg.data.cache,
                 cache_dir=cfg.data.cache_dir)
-            scores = evaluate(probabilities[split], rows[LABEL].to_numpy().astype(int), num_classes)
-            cm = scores.pop("_confusion", None)
+            scores, cm = evaluate(probabilities[split], rows[LABEL].to_numpy().astype(int), num_classes)
             if cm is not None and split == "test":
                 confused_classes_plot(cm, scores["most_confused"], names, os.path.join(trained.folder, "confusion.png"),
                                       f"{stage.name}: most confused classes (test)")

@@ -30,7 +30,7 @@ def run(cfg) -> str:
     rows = np.random.default_rng(cfg.seed).permutation(len(table))[:NUM_IMAGES]
     images = next(iter(build(table.iloc[np.sort(rows)], PipelineSpec(cfg.data.image_size, NUM_IMAGES, cache=False), training=False)))["image"]
     keras.utils.set_random_seed(cfg.seed)
-    steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
+    steps = presets.without(presets.of_config(cfg.augment), cfg.augment.skip)  # what training applies
     image_steps, _ = presets.split_label_mixing(steps)
     augmented = presets.build(image_steps)(images, training=True)
     grid = np.clip(np.round(np.asarray(augmented)), 0, 255).astype(np.uint8)

@@ -174,7 +174,7 @@ def stage_augmentation(cfg, stage):
     elif stage.augment is not None:
         steps = presets.get(stage.augment)
     else:
-        steps = cfg.augment.steps if cfg.augment.steps is not None else presets.get(cfg.augment.preset)
+        steps = presets.of_config(cfg.augment)
     steps = presets.without(steps, cfg.augment.skip)
     image_steps, mixing_steps = presets.split_label_mixing(steps)
     placement = stage.augment_runs_in or cfg.augment.runs_in

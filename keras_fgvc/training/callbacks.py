@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 
 import keras
 import numpy as np
@@ -32,6 +33,12 @@ TMP_PREFIX = ".tmp-"
 # of the first training batch of epoch N (0-based), i.e. after N committed epochs and in the middle
 # of the next one. tests/training/test_resume.py uses it to simulate a preempted machine.
 KILL_ENV = "KERAS_FGVC_TEST_SIGKILL_AT_EPOCH"
+# Test-only, with KILL_ENV: instead of killing itself, the process writes ``<this folder>/<pid>``
+# at that point and waits there for the test to SIGKILL it. Workers of one multi-worker cluster
+# use it to be killed together at the same point with no collective in flight: a worker that
+# killed itself first could take its peer down with an error exit (its collective or the
+# coordination service fails) before the peer reached its own kill.
+HOLD_ENV = "KERAS_FGVC_TEST_HOLD_FOR_SIGKILL_DIR"
 
 
 def monitor_mode(monitor: str) -> str:
@@ -314,11 +321,13 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
 
 
 class _KillAtEpoch(keras.callbacks.Callback):
-    """Test-only (``KERAS_FGVC_TEST_SIGKILL_AT_EPOCH``): SIGKILL this process mid-epoch ``epoch``."""
+    """Test-only (``KILL_ENV``): SIGKILL this process mid-epoch ``epoch``, or with ``hold_dir``
+    (``HOLD_ENV``) announce that point in ``<hold_dir>/<pid>`` and wait for the test's SIGKILL."""
 
-    def __init__(self, epoch: int):
+    def __init__(self, epoch: int, hold_dir: str | None = None):
         super().__init__()
         self.epoch = epoch
+        self.hold_dir = hold_dir
         self._current = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -327,7 +336,11 @@ class _KillAtEpoch(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._current == self.epoch:
             sys.stdout.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+            if not self.hold_dir:
+                os.kill(os.getpid(), signal.SIGKILL)
+            atomic_write_text(os.path.join(self.hold_dir, str(os.getpid())), "")
+            while True:
+                time.sleep(1)
 
 
 def truncate_history(path: str, completed_epochs: int):
@@ -389,5 +402,5 @@ def stage_callbacks(train_cfg, folder, model, monitor, wandb_run=None, tensorboa
         callbacks.append(WandbLogger(wandb_run))
     callbacks.append(ResumableBackup(os.path.join(folder, BACKUP_DIR), guard, stateful, restore=resume))
     if os.environ.get(KILL_ENV):
-        callbacks.append(_KillAtEpoch(int(os.environ[KILL_ENV])))
+        callbacks.append(_KillAtEpoch(int(os.environ[KILL_ENV]), os.environ.get(HOLD_ENV)))
     return callbacks

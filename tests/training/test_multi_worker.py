@@ -3,8 +3,8 @@
 Keras 3 ``fit`` fails under MWMS without ``training/multi_worker.py`` (keras#20585). Here two
 workers (TF_CONFIG, gRPC collectives on CPU) train stage "s" of a tiny net through
 ``train_stage`` with ``runtime.distribute=multi_worker``: data.batch_size 4 per replica, so a
-global batch of 8. The first round is SIGKILLed (the engine's test hook) in the middle of epoch 1,
-after epoch 0 is committed; the second round resumes from each worker's backup
+global batch of 8. The first round is SIGKILLed by the test once both workers wait at the engine's
+test hook (HOLD_ENV) in the middle of epoch 1, after epoch 0 is committed; the second round resumes from each worker's backup
 (``ResumableBackup``, Keras' BackupAndRestore) and finishes epoch 1. Each epoch must equal the
 same epoch of a single process without a strategy at batch 8 (no BatchNorm, no dropout, SGD,
 constant LR), and both workers must log the same numbers.
@@ -25,7 +25,7 @@ import pytest
 import tensorflow as tf
 
 from keras_fgvc.training import multi_worker
-from keras_fgvc.training.callbacks import BACKUP_DIR, HISTORY, KILL_ENV, LAST
+from keras_fgvc.training.callbacks import BACKUP_DIR, HISTORY, HOLD_ENV, KILL_ENV, LAST
 from keras_fgvc.training.stages import FINISHED
 from tests.training.multi_worker_script import BATCH, make_cfg, train
 from tests.training.test_resume import h5_arrays, write_table
@@ -78,6 +78,18 @@ def wait_all(processes: list[subprocess.Popen], deadline: float) -> list[int | N
     return codes
 
 
+def kill_when_held(processes: list[subprocess.Popen], hold_dir: str, deadline: float):
+    """SIGKILL ``processes`` once each has announced (``HOLD_ENV``) that it waits at the kill point;
+    the last worker first, then worker 0, which hosts the coordination service: a worker still
+    alive when its leader dies may exit with an error of its own before its SIGKILL lands."""
+    while time.monotonic() < deadline and any(p.poll() is None for p in processes):
+        if all(os.path.exists(os.path.join(hold_dir, str(p.pid))) for p in processes):
+            for process in reversed(processes):
+                process.kill()
+            break
+        time.sleep(0.2)
+
+
 def kill_all(processes: list[subprocess.Popen]):
     # SIGKILL: a worker blocked in a collective or in the coordination service's shutdown barrier
     # (its peer died) does not stop on SIGTERM.
@@ -114,9 +126,13 @@ def cluster(tmp_path_factory):
     engine = ["engine", root, os.path.join(root, "worker{index}"), "--epochs", "2"]
     processes = []
     try:
+        hold_dir = os.path.join(root, "held")
+        os.makedirs(hold_dir)
         launch(processes, ["no_shim"], root, "no_shim")
-        launch(processes, engine, root, "killed", {KILL_ENV: "1"})
-        codes = wait_all(processes, time.monotonic() + ROUND_TIMEOUT)
+        killed = launch(processes, engine, root, "killed", {KILL_ENV: "1", HOLD_ENV: hold_dir})
+        deadline = time.monotonic() + ROUND_TIMEOUT
+        kill_when_held(killed, hold_dir, deadline)
+        codes = wait_all(processes, deadline)
         no_shim_codes, killed_codes = codes[:WORKERS], codes[WORKERS:]
         after_kill = [{
             "history": pd.read_csv(os.path.join(stage_dir(root, i), HISTORY)),

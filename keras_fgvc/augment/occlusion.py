@@ -178,3 +178,28 @@ def _checked_bank(mask_bank):
     if not (bank.dtype == bool or np.issubdtype(bank.dtype, np.integer)):
         raise ValueError(f"mask_bank must hold bool or integer (nonzero = occluded) values, got {bank.dtype}")
     return bank != 0
+
+
+def fixed_rectangles(count: int, side: int, seed: int, size_range=(0.25, 0.5)) -> np.ndarray:
+    """``[count, 4]`` int32 boxes ``(top, left, height, width)`` drawn once from ``seed``: the
+    same red rectangle on the same validation image every epoch and every run, so a validation
+    metric moves only with the model. Sides are drawn like ``OcclusionMask``'s rectangle mode.
+
+    Example:
+        >>> fixed_rectangles(2, 64, seed=0).shape
+        (2, 4)
+    """
+    rng = np.random.default_rng(seed)
+    low, high = (int(round(f * side)) for f in size_range)
+    heights, widths = (rng.integers(low, high + 1, count) for _ in range(2))
+    tops = np.floor(rng.random(count) * (side - heights + 1)).astype(np.int64)
+    lefts = np.floor(rng.random(count) * (side - widths + 1)).astype(np.int64)
+    return np.stack([tops, lefts, heights, widths], axis=1).astype(np.int32)
+
+
+def paint_rectangles(images, boxes, fill_value=RED):
+    """``images`` [B, H, W, C] with each image's box of ``boxes`` [B, 4] (``fixed_rectangles``) filled."""
+    shape = tf.shape(images)
+    boxes = tf.cast(boxes, tf.int32)
+    mask = box_mask(shape[1], shape[2], boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], channels=images.shape[-1])
+    return paint(images, mask, fill_value)

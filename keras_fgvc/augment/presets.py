@@ -44,6 +44,10 @@ _CARS_ERASING = _CARS + [
 # The small red squares use albumentations' CoarseDropout defaults (8 holes of 8x8 px); the large one
 # simulates the test masks with sides in [size/4, size/2].
 _HOTEL_OCCLUSION = {"OcclusionMask": {"mode": "rectangle", "size_range": [0.25, 0.5], "fill_value": RED, "rate": 1.0}}
+# The seed also names occlusion with the real train_masks PNGs: "hotel_id_train_masks" draws the
+# large occlusion from either the rectangle or a real mask (one occlusion per image, as the test
+# images have); its masks step needs the driver's mask bank (``build(..., mask_bank=)``).
+_HOTEL_REAL_MASK = {"OcclusionMask": {"mode": "masks", "fill_value": RED, "rate": 1.0}}
 _HOTEL_TRAIN = [
     {"RandomResizedCrop": {"scale": [0.08, 1.0], "ratio": [0.75, 4.0 / 3.0], "horizontal_flip": 0.5}},
     {"OneOf": {"layers": [{"RandomBrightness": {"factor": 0.2, "value_range": _VALUE_RANGE}},
@@ -54,6 +58,7 @@ _HOTEL_TRAIN = [
                        "fill_value": RED, "rate": 0.5}},
     _HOTEL_OCCLUSION,
 ]
+_HOTEL_TRAIN_MASKS = _HOTEL_TRAIN[:-1] + [{"OneOf": {"layers": [_HOTEL_OCCLUSION, _HOTEL_REAL_MASK], "rate": 1.0}}]
 
 # VIPriors 2020 (seed 002 section III-A): RandomResizedCrop area 8-100%, ratio 3/4-4/3, flip 0.5
 # (folded into the crop), AutoAugment ImageNet policy, CutMix p 0.5 (a label-mixing step: see split_label_mixing).
@@ -88,6 +93,7 @@ PRESETS: dict[str, list[dict]] = {
     "cars": _CARS,
     "cars_erasing": _CARS_ERASING,
     "hotel_id_train": _HOTEL_TRAIN,
+    "hotel_id_train_masks": _HOTEL_TRAIN_MASKS,
     "hotel_id_val": [_HOTEL_OCCLUSION],
     "hotel_id_test": [],
     "vipriors": _VIPRIORS,
@@ -127,6 +133,21 @@ def resolve_layer(name: str):
     if cls is None or not isinstance(cls, type) or not issubclass(cls, keras.layers.Layer):
         raise KeyError(f"unknown augmentation layer {name!r} (looked in keras_fgvc.augment and keras.layers)")
     return cls
+
+
+def needs_mask_bank(steps: list[dict]) -> bool:
+    """True when a step (nested ones included) is a masks-mode ``OcclusionMask``."""
+    def walk(spec):
+        if isinstance(spec, dict):
+            occlusion = spec.get("OcclusionMask")
+            if isinstance(occlusion, dict) and occlusion.get("mode") == "masks":
+                return True
+            return any(walk(value) for value in spec.values())
+        if isinstance(spec, (list, tuple)):
+            return any(walk(item) for item in spec)
+        return False
+
+    return walk(list(steps))
 
 
 def build(steps: list[dict], name: str = "augment", mask_bank=None) -> keras.Sequential:

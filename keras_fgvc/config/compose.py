@@ -64,7 +64,26 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
             check_key(key, schema, source=f"{pipeline}.yaml smoke_settings")
             if key not in explicit_keys:
                 _set(tree, key, value)
+    expand_head_losses(tree)
     return to_config(tree, source=f"{pipeline}.yaml")
+
+
+def expand_head_losses(tree: dict):
+    """Replace a stage's ``losses.heads`` by one entry per head of its model (``logits`` for
+    softmax, ``<head>_logits`` for a margin head), so a recipe trains whatever ``model.heads``
+    names: ``model.heads=[cosface]`` is one override, not a second edit of the stage's losses.
+    An explicit entry for an output wins over ``heads``."""
+    from keras_fgvc.models.heads import output_key
+
+    model_heads = (tree.get("model") or {}).get("heads") or ["softmax"]
+    for stage in (tree.get("train") or {}).get("stages") or []:
+        losses = stage.get("losses") if isinstance(stage, dict) else None
+        if not isinstance(losses, dict) or "heads" not in losses:
+            continue
+        terms = losses.pop("heads")
+        heads = (stage.get("model") or {}).get("heads") or model_heads
+        for head in heads if isinstance(heads, list) else []:
+            losses.setdefault(output_key(str(head)), terms)
 
 
 def _parse(overrides) -> list:

@@ -14,7 +14,7 @@ import re
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from keras_fgvc.config.schema import CHOICES, ModelConfig, TrainConfig
+from keras_fgvc.config.schema import CHOICES, PIPELINE_STEPS, ModelConfig, TrainConfig
 from keras_fgvc.errors import UserError
 
 FREEZE = re.compile(r"^(none|backbone|backbone_except_last_([1-9][0-9]*))$")
@@ -200,8 +200,13 @@ def check_stages(cfg):
         if stage.teacher is not None and stage.teacher not in earlier and not os.path.exists(stage.teacher):
             raise _error(f"config key '{key}.teacher' = {stage.teacher!r}: give an earlier stage "
                          f"({', '.join(earlier) or 'none before this one'}) or an existing model file")
-    if cfg.stage != "all" and cfg.stage not in names:
-        raise _unknown(f"stage of pipeline {cfg.pipeline}", "stage", cfg.stage, ["all", *names])
+    steps = PIPELINE_STEPS.get(cfg.pipeline, ())
+    for step in steps:
+        if step in names:
+            raise _error(f"config key 'train.stages': stage name '{step}' is pipeline {cfg.pipeline}'s own step; "
+                         "rename the stage")
+    if cfg.stage != "all" and cfg.stage not in (*names, *steps):
+        raise _unknown(f"stage of pipeline {cfg.pipeline}", "stage", cfg.stage, ["all", *names, *steps])
 
 
 def check_names(cfg):

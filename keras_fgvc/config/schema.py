@@ -123,6 +123,7 @@ class StageConfig:
     augment_steps: Optional[list] = None
     augment_runs_in: Optional[str] = None
     # {model output key: [loss terms]}; each output's targets come from ``targets`` or the driver's label.
+    # The key "heads" stands for every head of the stage's model (model.heads: logits, arcface_logits, ...).
     losses: Dict[str, List[LossConfig]] = field(default_factory=lambda: {"logits": [LossConfig()]})
     # {model output key: table column}; outputs not named here get the driver's label column.
     targets: dict = field(default_factory=dict)
@@ -256,9 +257,15 @@ class Config:
 PIPELINE_OPTIONS: dict[str, tuple[str, type]] = {}
 
 
-def register_pipeline_options(pipeline: str, key: str, options: type):
-    """Declare ``<key>.*`` (a dataclass) as pipeline ``pipeline``'s own config group."""
+# pipeline -> the steps its driver runs after the training stages (``stage=<step>`` selects one).
+PIPELINE_STEPS: dict[str, tuple[str, ...]] = {}
+
+
+def register_pipeline_options(pipeline: str, key: str, options: type, steps: tuple[str, ...] = ()):
+    """Declare ``<key>.*`` (a dataclass) as pipeline ``pipeline``'s own config group, and the
+    driver's own ``steps`` after training (Hotel-ID: embed, rank), which ``stage=`` may name too."""
     PIPELINE_OPTIONS[pipeline] = (key, options)
+    PIPELINE_STEPS[pipeline] = tuple(steps)
     return options
 
 
@@ -297,4 +304,5 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "runtime.jit_compile": ("auto", True, False),
     "runtime.distribute": ("auto", "none", "mirrored", "multi_worker", "tpu"),
     "tracking.wandb": ("offline", "online", "disabled"),
+    "hotel_id.rerank": ("none", "dba_aqe"),
 }

@@ -96,6 +96,10 @@ def to_config(tree: dict, source: str = "config") -> Config:
     """
     schema = schema_for(tree.get("pipeline") or Config.pipeline)
     _check_tree(tree, schema, "", source)
+    # A stage that declares its losses has exactly those: OmegaConf would merge them into the
+    # schema's default ({"logits": sparse_ce}) and train "logits" too.
+    stages = (tree.get("train") or {}).get("stages") or []
+    declared = [set(s["losses"]) if isinstance(s, dict) and isinstance(s.get("losses"), dict) else None for s in stages]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(tree))
         cfg = OmegaConf.to_object(merged)
@@ -103,8 +107,13 @@ def to_config(tree: dict, source: str = "config") -> Config:
         key = getattr(error, "full_key", None) or "?"
         message = str(error).splitlines()[0]
         raise ConfigError(f"config key '{key}': {message}") from None
+    for stage, outputs in zip(cfg.train.stages, declared):
+        if outputs is not None:
+            stage.losses = {output: terms for output, terms in stage.losses.items() if output in outputs}
     _type_loss_terms(cfg)
     for dotted, allowed in CHOICES.items():
+        if not hasattr(cfg, dotted.split(".")[0]):  # another pipeline's options group
+            continue
         value = _get(cfg, dotted)
         if any(v not in allowed for v in (value if isinstance(value, list) else [value])):
             raise ConfigError(f"config key '{dotted}' = {value!r}; choose one of: {', '.join(map(str, allowed))}")

@@ -8,7 +8,11 @@ is known before anything runs.
 import importlib
 
 # pipeline name -> driver module with run(cfg)
-DRIVERS = {"fivek": "keras_fgvc.pipelines.pseudo_label", "cars": "keras_fgvc.pipelines.cars"}
+DRIVERS = {
+    "fivek": "keras_fgvc.pipelines.pseudo_label",
+    "cars": "keras_fgvc.pipelines.cars",
+    "hotel_id": "keras_fgvc.pipelines.hotel_id",
+}
 # tasks other than "train", shared by every pipeline -> module with run(cfg)
 TASKS = {
     "preview_augment": "keras_fgvc.pipelines.preview_augment",

@@ -26,13 +26,16 @@ def run(cfg) -> str:
 
     if cfg.pipeline not in DRIVERS:
         raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
-    table = importlib.import_module(DRIVERS[cfg.pipeline]).training_table(cfg)
+    driver = importlib.import_module(DRIVERS[cfg.pipeline])
+    table = driver.training_table(cfg)
     rows = np.random.default_rng(cfg.seed).permutation(len(table))[:NUM_IMAGES]
     images = next(iter(build(table.iloc[np.sort(rows)], PipelineSpec(cfg.data.image_size, NUM_IMAGES, cache=False), training=False)))["image"]
     keras.utils.set_random_seed(cfg.seed)
     steps = presets.without(presets.of_config(cfg.augment), cfg.augment.skip)  # what training applies
     image_steps, _ = presets.split_label_mixing(steps)
-    augmented = presets.build(image_steps)(images, training=True)
+    # A driver whose augmentation occludes with real masks (Hotel-ID) hands over its mask bank.
+    bank = driver.mask_bank(cfg) if hasattr(driver, "mask_bank") else None
+    augmented = presets.build(image_steps, mask_bank=bank)(images, training=True)
     grid = np.clip(np.round(np.asarray(augmented)), 0, 255).astype(np.uint8)
     path = augmentation_grid(grid, os.path.join(cfg.run_dir, "plots", "augment.png"))
     print(f"wrote {path} ({len(grid)} images, preset '{cfg.augment.preset}', {len(image_steps)} image steps)")

@@ -361,7 +361,8 @@ def truncate_history(path: str, completed_epochs: int):
     atomic_write_text(path, "\n".join(kept) + "\n" if kept else "")
 
 
-def stage_callbacks(train_cfg, folder, model, monitor, wandb_run=None, tensorboard=False, *, resume=False) -> list:
+def stage_callbacks(train_cfg, folder, model, monitor, wandb_run=None, tensorboard=False, *, resume=False,
+                    first=()) -> list:
     """The callback list of one stage (see the module docstring).
 
     Args:
@@ -373,9 +374,10 @@ def stage_callbacks(train_cfg, folder, model, monitor, wandb_run=None, tensorboa
         tensorboard: also write TensorBoard logs under ``<folder>/tensorboard``.
         resume: continue an interrupted run: the backup in ``<folder>/backup`` is restored, the
             checkpoint keeps its best value so far and history.csv is appended to.
+        first: callbacks that compute epoch metrics into the logs; they go first.
 
     Returns:
-        ``[NanGuard, BestAndLastCheckpoint, CSVLogger, *schedule, EarlyStopping?, TensorBoard?,
+        ``[*first, NanGuard, BestAndLastCheckpoint, CSVLogger, *schedule, EarlyStopping?, TensorBoard?,
         W&B?, ResumableBackup]``; the backup comes last so that its commit follows every other
         callback's work for the epoch.
 
@@ -391,7 +393,8 @@ def stage_callbacks(train_cfg, folder, model, monitor, wandb_run=None, tensorboa
     if resume:
         checkpoint.restore()
     stateful = schedule_callbacks(train_cfg)
-    callbacks = [guard, checkpoint, keras.callbacks.CSVLogger(os.path.join(folder, HISTORY), append=resume), *stateful]
+    callbacks = [*first, guard, checkpoint, keras.callbacks.CSVLogger(os.path.join(folder, HISTORY), append=resume),
+                 *stateful]
     if train_cfg.early_stopping_patience:
         stateful.append(keras.callbacks.EarlyStopping(
             monitor=monitor, mode=monitor_mode(monitor), patience=train_cfg.early_stopping_patience))

@@ -164,9 +164,10 @@ def warm_start(model: keras.Model, path: str) -> list[str]:
     return skipped
 
 
-def stage_augmentation(cfg, stage):
+def stage_augmentation(cfg, stage, mask_bank=None):
     """``(image_layer, placement, mixing)`` of a stage: image-only steps and where they run,
-    and the label-mixing steps (always tf.data; they need the labels)."""
+    and the label-mixing steps (always tf.data; they need the labels). ``mask_bank`` goes to
+    masks-mode ``OcclusionMask`` steps (``data.masks.load_mask_bank``)."""
     from keras_fgvc.augment import presets
 
     if stage.augment_steps is not None:
@@ -178,7 +179,7 @@ def stage_augmentation(cfg, stage):
     steps = presets.without(steps, cfg.augment.skip)
     image_steps, mixing_steps = presets.split_label_mixing(steps)
     placement = stage.augment_runs_in or cfg.augment.runs_in
-    image_layer = presets.build(image_steps, name=f"{stage.name}_augment") if image_steps else None
+    image_layer = presets.build(image_steps, name=f"{stage.name}_augment", mask_bank=mask_bank) if image_steps else None
     return image_layer, placement, presets.build_mixing(mixing_steps)
 
 
@@ -246,7 +247,7 @@ def _finished_stage(cfg, plan, stage, model_fn, folder) -> StageRun:
 
 def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], train_rows, val_rows, label: str,
                 num_classes: int, metrics_fn: Callable[[dict], dict] | None = None, wandb_run=None,
-                phase=None) -> StageRun:
+                phase=None, mask_bank=None, epoch_metrics: Callable[[keras.Model], list] | None = None) -> StageRun:
     """Train one stage end to end (see the module docstring), or continue or skip it (``cfg.resume``).
 
     A stage whose backbone is pretrained trains with the fine-tuning recipe (``train.finetune``,
@@ -264,6 +265,10 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         num_classes: classes of the heads (context for losses such as center loss).
         metrics_fn: ``targets -> {output: [metrics]}``; default: accuracy on ``logits``.
         wandb_run: a W&B run to log to (None: none; the recipe's head phase never logs there).
+        mask_bank: occlusion masks for masks-mode ``OcclusionMask`` augmentation steps.
+        epoch_metrics: ``inference model -> [callbacks]`` that add metrics to the epoch's logs
+            (e.g. Hotel-ID's ``val_map5``); they run before every other callback, so the monitor,
+            the checkpoints, history.csv and W&B see their values.
         phase: internal: the ``finetune.Phase`` this call trains (None: the stage's phases).
 
     Returns:
@@ -293,9 +298,10 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         *earlier, phase = stage_phases(cfg, stage)
         for head in earlier:  # the recipe's head phase, a stage of its own (folder, resume, finished.json)
             train_stage(cfg, plan, head.stage, model_fn, train_rows, val_rows, label, num_classes, metrics_fn,
-                        phase=head)
+                        phase=head, mask_bank=mask_bank, epoch_metrics=epoch_metrics)
         return dataclasses.replace(train_stage(cfg, plan, phase.stage, model_fn, train_rows, val_rows, label,
-                                               num_classes, metrics_fn, wandb_run, phase=phase), stage=stage)
+                                               num_classes, metrics_fn, wandb_run, phase=phase, mask_bank=mask_bank,
+                                               epoch_metrics=epoch_metrics), stage=stage)
     check_no_interrupted_run(cfg, [stage])
     completed = interrupted_epochs(folder) if cfg.resume else 0
     if not completed:
@@ -317,7 +323,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
                         channels=stage_config(cfg, stage).model.img_channels, resize=cfg.data.resize,
                         box_mode=cfg.data.box_mode, cache=cfg.data.cache,
                         cache_dir=cfg.data.cache_dir, seed=cfg.seed, num_classes=num_classes)
-    image_layer, placement, mixing = stage_augmentation(cfg, stage)
+    image_layer, placement, mixing = stage_augmentation(cfg, stage, mask_bank)
     train_ds = build(train_rows, spec, training=True, augment=image_layer if placement == "data" else None, mixing=mixing)
     val_ds = build(val_rows, spec, training=False) if len(val_rows) else None
     batches_per_pass = max(1, math.ceil(len(train_rows) / global_batch))
@@ -348,7 +354,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         truncate_history(os.path.join(folder, HISTORY), completed)
         print(f"stage '{stage.name}': resuming {cfg.run_dir} after epoch {completed} of {train_cfg.epochs}")
     callbacks = stage_callbacks(train_cfg, folder, model, monitor, wandb_run, cfg.tracking.tensorboard,
-                                resume=bool(completed))
+                                resume=bool(completed), first=epoch_metrics(model) if epoch_metrics else ())
     # Always a repeated stream with explicit steps: one shuffle permutation per pass, drawn in order,
     # which a resumed run can replay (training/resume.py). Keras' own handling of a finite
     # dataset creates extra iterators at epoch ends, a count that is its implementation detail.

@@ -38,7 +38,7 @@ def _folder(root: str, name: str) -> str:
 
 def _images(folder: str, root: str) -> list[tuple[str, str]]:
     """(absolute path, file name) of the image files directly in ``folder``, sorted by name."""
-    return [(inside_root(root, os.path.join(folder, name), folder), name)
+    return [(inside_root(root, os.path.join(os.path.abspath(folder), name), folder), name)
             for name in sorted(os.listdir(folder)) if is_image_file(name) and not os.path.isdir(os.path.join(folder, name))]
 
 

@@ -1,0 +1,505 @@
+"""Hotel-ID 2022: ArcFace/CosFace embeddings under occlusion, gallery retrieval, MAP@5 (SYSTEMS.md section 1).
+
+    train   the engine's stage(s) (``train.stages``): backbone -> embedding neck -> margin head,
+            the seed's occlusion augmentation; validation MAP@5 (occluded val queries against the
+            train gallery) is logged every epoch and picks the best checkpoint
+    embed   train + val images through the *test* preprocessing (resize, no occlusion) -> the
+            gallery, plus the occluded val queries and the test images, each streamed to disk
+    rank    cosine similarity, top-k unique hotels: val MAP@5, ``submission.csv`` (Kaggle's
+            format), test MAP@5 where the truth is known (the demo), plots, and the exports: the
+            embedding SavedModel and a retrieval SavedModel with the gallery inside
+
+``stage=train|embed|rank`` runs one step on the files of the earlier ones; ``hotel_id.ensemble=
+[run_a, run_b]`` ranks with the summed similarities of trained runs instead. Everything else
+(the model, losses, augmentation, schedule) is config: ``pipelines/hotel_id.yaml``.
+"""
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from keras_fgvc.config.schema import register_pipeline_options
+from keras_fgvc.data import synthetic
+from keras_fgvc.errors import DataError, UserError
+from keras_fgvc.tracking import run_dir as rundir
+
+LABEL = "label"
+EMBED_DIR = "embed"
+RANK_DIR = "rank"
+STEPS = ("embed", "rank")
+GALLERY, VAL_QUERIES, TEST = "gallery", "val_queries", "test"
+LABELS_FILE = "labels.npy"
+PLOT_QUERIES = 8
+
+
+@dataclass
+class HotelIdConfig:
+    k: int = 5  # hotels per query (Kaggle scores MAP@5)
+    # Embed the image and its mirror (both sides of the ranking); the step embed reads it.
+    flip_tta: bool = False
+    # none | dba_aqe: database-side augmentation of the gallery, then alpha query expansion
+    # (Radenovic et al., TPAMI 2018), each over ``rerank_neighbours`` neighbours with weight sim^alpha.
+    rerank: str = "none"
+    rerank_neighbours: int = 2
+    rerank_alpha: float = 3.0
+    # Trained runs (folders with embed/) whose cosine similarities are summed (the seed's
+    # 5-model ensemble); weights default to equal. A non-empty list makes this run rank only.
+    ensemble: list = field(default_factory=list)
+    ensemble_weights: list = field(default_factory=list)
+    # The seed of the fixed red rectangle on each validation query.
+    val_occlusion_seed: int = 0
+    # Demo data (synthetic.make("hotel_id")): hotels, photos per hotel, mask PNGs.
+    demo_hotels: int = 40
+    demo_images_per_hotel: int = 16
+    demo_masks: int = 64
+
+
+register_pipeline_options("hotel_id", "hotel_id", HotelIdConfig, steps=STEPS)
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def data_root(cfg) -> str:
+    """``data.root``, or the demo Hotel-ID layout (generated on first use) for these settings."""
+    if cfg.data.root:
+        return cfg.data.root
+    demo, options = cfg.data.demo, cfg.hotel_id
+    root = os.path.join(cfg.data.demo_root, f"hotel_id-h{options.demo_hotels}-n{options.demo_images_per_hotel}"
+                                            f"-t{demo.test_images}-s{demo.image_size}-seed{cfg.seed}")
+    if not os.path.isfile(os.path.join(root, "test_truth.csv")):
+        synthetic.make("hotel_id", root, seed=cfg.seed, num_hotels=options.demo_hotels,
+                       images_per_hotel=options.demo_images_per_hotel, image_size=demo.image_size,
+                       num_masks=options.demo_masks, test_images=demo.test_images)
+    return root
+
+
+def training_table(cfg):
+    """The training images' Table (previews and other tasks)."""
+    from keras_fgvc.data.prepare import source_table
+
+    return source_table(cfg, data_root(cfg))
+
+
+def mask_bank(cfg):
+    """The ``train_masks`` PNGs as a bank when the augmentation draws real masks, else None."""
+    from keras_fgvc.augment import presets
+    from keras_fgvc.data.masks import load_mask_bank
+    from keras_fgvc.data.sources.hotel_id import mask_paths
+
+    steps = presets.of_config(cfg.augment)
+    for stage in cfg.train.stages:  # a stage may name its own preset or steps
+        if stage.augment_steps is not None:
+            steps += stage.augment_steps
+        elif stage.augment is not None:
+            steps += presets.get(stage.augment)
+    return load_mask_bank(mask_paths(data_root(cfg))) if presets.needs_mask_bank(steps) else None
+
+
+def split_tables(cfg, root: str) -> dict:
+    """``{"train", "val", "test"}``: val is ``data.val_fraction`` of each hotel's photos (every
+    hotel keeps one in train, so it can be retrieved); test carries the demo's labels when known."""
+    from keras_fgvc.data.prepare import source_table
+    from keras_fgvc.data.sources.hotel_id import load_truth
+    from keras_fgvc.data.splits import stratified_split
+
+    table = source_table(cfg, root)
+    keep, val = stratified_split(table[LABEL].to_numpy(), cfg.data.val_fraction, cfg.seed)
+    if not len(val):
+        raise UserError(f"{root}: no validation photos: hotel_id validates MAP@5 on data.val_fraction "
+                        f"(= {cfg.data.val_fraction}) of each hotel with two or more photos; raise it above 0")
+    test = load_truth(root)
+    tables = {"train": table.iloc[keep].reset_index(drop=True), "val": table.iloc[val].reset_index(drop=True),
+              "test": test if test is not None else source_table(cfg, root, "test")}
+    for split in tables.values():
+        split.attrs["classes"] = table.attrs["classes"]
+    return tables
+
+
+def image_batches(cfg, rows, boxes=None, with_ids: bool = False):
+    """Batches of ``rows``' images through the test preprocessing (resize; no augmentation), in
+    row order; with ``boxes`` each image gets its red rectangle (the validation queries); with
+    ``with_ids``, ``(images, image_ids)`` pairs (what ``extract_embeddings`` stores)."""
+    import tensorflow as tf
+
+    from keras_fgvc.augment.occlusion import paint_rectangles
+    from keras_fgvc.data.pipeline import PipelineSpec, build
+
+    batch = max(cfg.data.batch_size, 32)
+    spec = PipelineSpec(cfg.data.image_size, batch, channels=cfg.model.img_channels, resize=cfg.data.resize,
+                        cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
+    images = build(rows, spec, training=False).map(lambda inputs: inputs["image"])
+    if boxes is not None:
+        boxed = tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(boxes).batch(batch)))
+        images = boxed.map(paint_rectangles)
+    if with_ids:
+        ids = tf.data.Dataset.from_tensor_slices(rows["image_id"].astype(str).to_numpy()).batch(batch)
+        images = tf.data.Dataset.zip((images, ids))
+    return images.prefetch(tf.data.AUTOTUNE)
+
+
+def val_boxes(cfg, rows) -> np.ndarray:
+    from keras_fgvc.augment.occlusion import fixed_rectangles
+
+    return fixed_rectangles(len(rows), cfg.data.image_size, cfg.hotel_id.val_occlusion_seed)
+
+
+# --- the steps ------------------------------------------------------------------------------------
+
+
+def run(cfg) -> dict:
+    """Run the steps ``cfg.stage`` selects (all: train, embed, rank); returns the run's metrics."""
+    from keras_fgvc.config import to_dict
+    from keras_fgvc.data.prepare import check_tables, decode_once
+    from keras_fgvc.export.stage import check_stage_exports
+    from keras_fgvc.training.precision import configure
+    from keras_fgvc.training.stages import check_can_start, stages_to_run
+
+    check_options(cfg)
+    if cfg.hotel_id.ensemble:
+        return rank_ensemble(cfg)
+    steps = [cfg.stage] if cfg.stage in STEPS else ([*STEPS] if cfg.stage == "all" else [])
+    stages = stages_to_run(cfg)
+    if "rank" in steps and cfg.export.enabled:
+        check_stage_exports(cfg, ["embed", "retrieval"])
+    root = data_root(cfg)
+    tables = split_tables(cfg, root)
+    check_can_start(cfg, stages)
+    for step in steps:
+        check_inputs_of(cfg, step, will_train=bool(stages))
+    plan = configure(cfg.runtime)
+    checked, data_info = check_tables(cfg, tables)
+    tables = {name: table.reset_index(drop=True) for name, table in checked.items()}
+    for table in tables.values():
+        decode_once(cfg, table)
+    rundir.write_config(cfg.run_dir, to_dict(cfg))
+    metrics = read_metrics(cfg)
+    metrics["data"] = {**data_info, **{split: len(t) for split, t in tables.items()},
+                       "hotels": len(tables["train"].attrs["classes"])}
+    model = None
+    for stage in stages:
+        metrics[stage.name], model = train(cfg, plan, stage, tables)
+        print(f"stage '{stage.name}': best val MAP@{cfg.hotel_id.k} {metrics[stage.name]['best_value']:.4f} "
+              f"(epoch {metrics[stage.name]['best_epoch'] + 1} of {metrics[stage.name]['epochs_run']})")
+    if steps:
+        model = model or trained_model(cfg, tables)
+    if "embed" in steps:
+        metrics["embed"] = embed(cfg, model, tables)
+    if "rank" in steps:
+        metrics["rank"] = rank(cfg, model, tables)
+        metrics.update({key: metrics["rank"][key] for key in ("val_map5", "test_map5") if key in metrics["rank"]})
+    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def check_options(cfg):
+    """The ``hotel_id`` values the schema cannot check alone, before anything is written."""
+    options = cfg.hotel_id
+    if options.k < 1:
+        raise UserError(f"config key 'hotel_id.k' = {options.k}: must be at least 1")
+    if options.rerank != "none" and options.rerank_neighbours < 1:
+        raise UserError(f"config key 'hotel_id.rerank_neighbours' = {options.rerank_neighbours}: must be at least 1 "
+                        "with hotel_id.rerank=dba_aqe")
+    if options.ensemble_weights and len(options.ensemble_weights) != len(options.ensemble):
+        raise UserError(f"config key 'hotel_id.ensemble_weights' has {len(options.ensemble_weights)} values for "
+                        f"{len(options.ensemble)} runs in hotel_id.ensemble")
+    for run_folder in options.ensemble:
+        if not os.path.isfile(os.path.join(run_folder, EMBED_DIR, GALLERY, "embeddings.npy")):
+            raise UserError(f"config key 'hotel_id.ensemble': {run_folder} has no {EMBED_DIR}/{GALLERY}/embeddings.npy "
+                            "(give run folders whose embed step has run)")
+
+
+def check_inputs_of(cfg, step: str, will_train: bool):
+    """A step run on its own needs the files of the steps before it."""
+    from keras_fgvc.training.callbacks import BEST
+
+    best = os.path.join(cfg.run_dir, cfg.train.stages[-1].name, BEST)
+    if not will_train and not os.path.isfile(best):
+        raise UserError(f"stage={step} needs the trained weights {best}; run stage={cfg.train.stages[-1].name} first")
+    if step == "rank" and cfg.stage == "rank" and not os.path.isfile(os.path.join(embed_dir(cfg), "embed.json")):
+        raise UserError(f"stage=rank needs {embed_dir(cfg)}/ (the embed step's files); run stage=embed first")
+
+
+def read_metrics(cfg) -> dict:
+    path = os.path.join(cfg.run_dir, "metrics.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def num_classes_of(tables) -> int:
+    return len(tables["train"].attrs["classes"])
+
+
+def model_builder(num_classes: int):
+    from keras_fgvc.models import build_model
+
+    return lambda stage_cfg: build_model(stage_cfg, num_classes)
+
+
+def train(cfg, plan, stage, tables):
+    """One engine stage with validation MAP@k as an epoch metric; returns (metrics, model)."""
+    from keras_fgvc.training.retrieval_validation import RetrievalValidation
+    from keras_fgvc.training.stages import train_stage
+
+    val = tables["val"]
+
+    def epoch_metrics(network):
+        return [RetrievalValidation(network, image_batches(cfg, tables["train"]), tables["train"][LABEL].to_numpy(),
+                                    image_batches(cfg, val, val_boxes(cfg, val)), val[LABEL].to_numpy(),
+                                    k=cfg.hotel_id.k, flip=cfg.hotel_id.flip_tta, name=map_key(cfg))]
+
+    trained = train_stage(cfg, plan, stage, model_builder(num_classes_of(tables)), tables["train"], val, LABEL,
+                          num_classes_of(tables), mask_bank=mask_bank(cfg), epoch_metrics=epoch_metrics)
+    metrics = {key: trained.info[key] for key in ("epochs_run", "best_epoch", "monitor", "best_value")}
+    metrics["params"] = int(trained.model.count_params())
+    metrics[f"{map_key(cfg)}_per_epoch"] = [float(v) for v in trained.history.get(map_key(cfg), [])]
+    if "stopped_on_nan" in trained.info:
+        metrics["stopped_on_nan"] = trained.info["stopped_on_nan"]
+    return metrics, trained.model
+
+
+def map_key(cfg) -> str:
+    return f"val_map{cfg.hotel_id.k}"
+
+
+def trained_model(cfg, tables):
+    """The last training stage's model at its best weights (a step run on its own)."""
+    from keras_fgvc.training.callbacks import BEST
+    from keras_fgvc.training.stages import stage_config
+
+    stage = cfg.train.stages[-1]
+    model = model_builder(num_classes_of(tables))(stage_config(cfg, stage))
+    model.load_weights(os.path.join(cfg.run_dir, stage.name, BEST))
+    return model
+
+
+def embed_dir(cfg) -> str:
+    return os.path.join(cfg.run_dir, EMBED_DIR)
+
+
+def embed(cfg, model, tables) -> dict:
+    """Write ``embed/{gallery,val_queries,test}/`` (embeddings.npy, ids.npy, labels.npy): the
+    gallery is train then val rows; the folder appears whole (built beside it, then renamed)."""
+    from keras_fgvc.evaluation.embed import embedding_function
+    from keras_fgvc.evaluation.retrieval import extract_embeddings
+
+    embed_fn = embedding_function(model, cfg.hotel_id.flip_tta)
+    final = embed_dir(cfg)
+    building = f"{final}.tmp-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    gallery = pd_concat([tables["train"], tables["val"]])
+    parts = {GALLERY: (gallery, None), VAL_QUERIES: (tables["val"], val_boxes(cfg, tables["val"])),
+             TEST: (tables["test"], None)}
+    for name, (rows, boxes) in parts.items():
+        folder = os.path.join(building, name)
+        extract_embeddings(embed_fn, image_batches(cfg, rows, boxes, with_ids=True), folder)
+        np.save(os.path.join(folder, LABELS_FILE), rows[LABEL].fillna(-1).to_numpy().astype(np.int64))
+    info = {"flip_tta": cfg.hotel_id.flip_tta, "train_rows": len(tables["train"]), "val_rows": len(tables["val"]),
+            "test_rows": len(tables["test"]), "dim": int(model.output["embedding"].shape[-1])}
+    rundir.write_json(os.path.join(building, "embed.json"), info)
+    old = f"{final}.old-{os.getpid()}"
+    if os.path.isdir(final):
+        os.replace(final, old)
+    os.replace(building, final)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"embed: gallery {len(gallery)} images, {len(tables['val'])} occluded val queries, "
+          f"{len(tables['test'])} test images -> {final}")
+    return info
+
+
+def pd_concat(tables):
+    import pandas as pd
+
+    return pd.concat(tables, ignore_index=True)
+
+
+def load_part(folder: str, name: str):
+    """``(embeddings memmap, ids, labels)`` of one embed/ part."""
+    from keras_fgvc.evaluation.retrieval import load_embeddings
+
+    embeddings, ids = load_embeddings(os.path.join(folder, name))
+    return embeddings, ids, np.load(os.path.join(folder, name, LABELS_FILE))
+
+
+def rerank(cfg, queries, gallery, out_dir: str):
+    """``(queries, gallery)`` after ``hotel_id.rerank`` (DBA writes its gallery under ``out_dir``)."""
+    if cfg.hotel_id.rerank == "none":
+        return queries, gallery
+    from keras_fgvc.evaluation.reranking import alpha_query_expansion, database_side_augmentation
+
+    n, alpha = cfg.hotel_id.rerank_neighbours, cfg.hotel_id.rerank_alpha
+    os.makedirs(out_dir, exist_ok=True)
+    augmented = database_side_augmentation(gallery, n=n, alpha=alpha)
+    return alpha_query_expansion(queries, augmented, n=n, alpha=alpha), augmented
+
+
+def rank(cfg, model, tables) -> dict:
+    """Val MAP@k, the submission, test MAP@k (demo), plots and exports from ``embed/``."""
+    from keras_fgvc.evaluation.metrics import map_at_k
+    from keras_fgvc.evaluation.retrieval import rank_classes
+    from keras_fgvc.export.submission import write_hotel_id_submission
+
+    k, folder, out = cfg.hotel_id.k, embed_dir(cfg), os.path.join(cfg.run_dir, RANK_DIR)
+    classes = tables["train"].attrs["classes"]
+    gallery, _, gallery_labels = load_part(folder, GALLERY)
+    val_queries, _, val_labels = load_part(folder, VAL_QUERIES)
+    test, test_ids, test_labels = load_part(folder, TEST)
+    train_rows = len(tables["train"])
+    # Validation: the occluded val photos against the training photos only (their clean copies are
+    # in the gallery, after the training rows).
+    queries, train_gallery = rerank(cfg, val_queries, gallery[:train_rows], out)
+    val_ranked, _ = rank_classes(queries, train_gallery, gallery_labels[:train_rows], k=k)
+    queries, full_gallery = rerank(cfg, test, gallery, out)
+    test_ranked, test_scores = rank_classes(queries, full_gallery, gallery_labels, k=k)
+    result = {"val_map5" if k == 5 else f"val_map{k}": map_at_k(val_labels, val_ranked, k), "k": k,
+              "flip_tta": cfg.hotel_id.flip_tta, "rerank": cfg.hotel_id.rerank, "gallery_rows": len(gallery),
+              "random_val_map": random_map_at_k(len(classes), k)}
+    hotel_ranked = [[classes[c] if c >= 0 else -1 for c in row] for row in test_ranked]
+    write_hotel_id_submission(os.path.join(cfg.run_dir, "submission.csv"), test_ids, hotel_ranked, k=k)
+    if (test_labels >= 0).all():
+        result["test_map5" if k == 5 else f"test_map{k}"] = map_at_k(test_labels, test_ranked, k)
+    os.makedirs(out, exist_ok=True)
+    np.save(os.path.join(out, "test_ranked.npy"), test_ranked)
+    np.save(os.path.join(out, "test_scores.npy"), test_scores)
+    result["plots"] = plots(cfg, tables, val_ranked, gallery, val_queries)
+    if cfg.export.enabled:
+        result["export"] = export(cfg, model, full_gallery, gallery_labels, classes)
+    print(format_rank(result, k))
+    return result
+
+
+def random_map_at_k(num_classes: int, k: int) -> float:
+    """MAP@k of a uniformly random ranking of ``num_classes`` classes: each rank i <= k holds the
+    true class with probability 1/K and scores 1/i, so the expectation is H_min(k,K) / K."""
+    return float(sum(1.0 / i for i in range(1, min(k, num_classes) + 1)) / num_classes)
+
+
+def format_rank(result: dict, k: int) -> str:
+    parts = [f"rank: val MAP@{k} {result.get('val_map5', result.get(f'val_map{k}')):.4f}"
+             f" (random ranking {result['random_val_map']:.4f})"]
+    test = result.get("test_map5", result.get(f"test_map{k}"))
+    if test is not None:
+        parts.append(f"test MAP@{k} {test:.4f}")
+    return ", ".join(parts) + f"; flip TTA {result['flip_tta']}, re-ranking {result['rerank']}"
+
+
+def plots(cfg, tables, val_ranked, gallery, val_queries) -> dict:
+    """``plots/retrieval.png`` (occluded val queries and their top hotels' best photos) and the
+    per-epoch val MAP curve from the last training stage's history."""
+    from keras_fgvc.tracking.plots_retrieval import metric_curve, retrieval_grid
+    from keras_fgvc.training.callbacks import HISTORY
+    from keras_fgvc.training.resume import read_history
+
+    plots_dir = os.path.join(cfg.run_dir, "plots")
+    classes = tables["train"].attrs["classes"]
+    val, train_rows = tables["val"], len(tables["train"])
+    shown = min(PLOT_QUERIES, len(val))
+    query_images = next(iter(image_batches(cfg, val.iloc[:shown], val_boxes(cfg, val)[:shown]))).numpy()
+    similarity = np.asarray(val_queries[:shown]) @ np.asarray(gallery[:train_rows]).T
+    gallery_labels = tables["train"][LABEL].to_numpy()
+    best_rows = [[int(np.flatnonzero(gallery_labels == c)[np.argmax(similarity[q, gallery_labels == c])])
+                  for c in val_ranked[q] if c >= 0] for q in range(shown)]
+    wanted = sorted({row for rows in best_rows for row in rows})
+    pictures = dict(zip(wanted, gallery_pixels(cfg, tables["train"].iloc[wanted])))
+    queries = [{"image": _uint8(query_images[q]), "label": str(classes[int(val[LABEL].iloc[q])])} for q in range(shown)]
+    results = [[{"image": pictures[row], "label": str(classes[int(gallery_labels[row])]),
+                 "score": float(similarity[q, row])} for row in best_rows[q]] for q in range(shown)]
+    written = {"retrieval": retrieval_grid(queries, results, os.path.join(plots_dir, "retrieval.png"),
+                                           title=f"occluded val queries: top-{cfg.hotel_id.k} hotels (green: hit)")}
+    history = read_history(os.path.join(cfg.run_dir, cfg.train.stages[-1].name, HISTORY))
+    if history.get(map_key(cfg)):
+        written["val_map"] = metric_curve(history, map_key(cfg), os.path.join(plots_dir, f"{map_key(cfg)}.png"),
+                                          title=f"validation MAP@{cfg.hotel_id.k} per epoch")
+    return written
+
+
+def gallery_pixels(cfg, rows) -> list:
+    batches = image_batches(cfg, rows)
+    return [_uint8(image) for batch in batches for image in batch.numpy()]
+
+
+def _uint8(image):
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def export(cfg, model, gallery, gallery_labels, classes) -> dict:
+    """``saved_models/hotel_id/embed`` (image bytes -> embedding) and ``.../retrieval`` (image
+    bytes -> top-k hotel ids and scores, the gallery inside)."""
+    from keras_fgvc.export.retrieval_model import export_retrieval_model
+    from keras_fgvc.export.saved_model import export_saved_model
+    from keras_fgvc.export.stage import stage_export_path
+
+    options = cfg.hotel_id
+    expansion = options.rerank_neighbours if options.rerank != "none" else 0
+    return {
+        "embed": export_saved_model(model, stage_export_path(cfg, "embed"), cfg.data.image_size,
+                                    cfg.model.img_channels, overwrite=cfg.export.overwrite, resize=cfg.data.resize),
+        "retrieval": export_retrieval_model(
+            model, stage_export_path(cfg, "retrieval"), cfg.data.image_size, np.asarray(gallery), gallery_labels,
+            list(classes), k=options.k, channels=cfg.model.img_channels, resize=cfg.data.resize,
+            flip_tta=options.flip_tta, query_expansion=expansion, query_expansion_alpha=options.rerank_alpha,
+            overwrite=cfg.export.overwrite),
+    }
+
+
+def rank_ensemble(cfg) -> dict:
+    """Rank with the weighted sum of several runs' cosine similarities (their embed/ files)."""
+    from keras_fgvc.evaluation.ensemble import ensemble_rank_classes
+    from keras_fgvc.evaluation.metrics import map_at_k
+    from keras_fgvc.export.submission import write_hotel_id_submission
+
+    options, k = cfg.hotel_id, cfg.hotel_id.k
+    runs = [os.path.join(run_folder, EMBED_DIR) for run_folder in options.ensemble]
+    infos = [json.load(open(os.path.join(folder, "embed.json"))) for folder in runs]
+    parts = {name: [load_part(folder, name) for folder in runs] for name in (GALLERY, VAL_QUERIES, TEST)}
+    for name, loaded in parts.items():
+        for run_folder, (_, ids, _) in zip(options.ensemble[1:], loaded[1:]):
+            if not np.array_equal(ids, loaded[0][1]):
+                raise DataError(f"{run_folder}: its {EMBED_DIR}/{name} rows differ from {options.ensemble[0]}'s "
+                                "(an ensemble needs runs on the same data, split and seed)")
+    train_rows = infos[0]["train_rows"]
+    labels = parts[GALLERY][0][2]
+    weights = list(options.ensemble_weights) or None
+    val_ranked, _ = ensemble_rank_classes([q for q, _, _ in parts[VAL_QUERIES]], [g[:train_rows] for g, _, _ in
+                                          parts[GALLERY]], labels[:train_rows], weights=weights, k=k)
+    test_ranked, _ = ensemble_rank_classes([q for q, _, _ in parts[TEST]], [g for g, _, _ in parts[GALLERY]], labels,
+                                           weights=weights, k=k)
+    classes = _classes_of(options.ensemble[0])
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    rundir.write_config(cfg.run_dir, __import__("keras_fgvc.config", fromlist=["to_dict"]).to_dict(cfg))
+    write_hotel_id_submission(os.path.join(cfg.run_dir, "submission.csv"), parts[TEST][0][1],
+                              [[classes[c] if c >= 0 else -1 for c in row] for row in test_ranked], k=k)
+    result = {"runs": list(options.ensemble), "weights": weights or [1.0] * len(runs), "k": k,
+              "val_map5": map_at_k(parts[VAL_QUERIES][0][2], val_ranked, k)}
+    test_labels = parts[TEST][0][2]
+    if (test_labels >= 0).all():
+        result["test_map5"] = map_at_k(test_labels, test_ranked, k)
+    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), {"ensemble": result, **{
+        key: result[key] for key in ("val_map5", "test_map5") if key in result}})
+    print(f"ensemble of {len(runs)}: val MAP@{k} {result['val_map5']:.4f}"
+          + (f", test MAP@{k} {result['test_map5']:.4f}" if "test_map5" in result else ""))
+    return result
+
+
+def _classes_of(run_folder: str) -> list:
+    """The hotel ids of a trained run (its config's data set)."""
+    import yaml
+
+    from keras_fgvc.config import compose  # noqa: F401  (the schema of the run's pipeline)
+    from keras_fgvc.data.sources.hotel_id import hotel_ids
+
+    with open(os.path.join(run_folder, "config.yaml")) as f:
+        saved = yaml.safe_load(f)
+    root = saved["data"]["root"] or _demo_root_of(saved)
+    return hotel_ids(root)[0]
+
+
+def _demo_root_of(saved: dict) -> str:
+    demo, options = saved["data"]["demo"], saved["hotel_id"]
+    return os.path.join(saved["data"]["demo_root"], f"hotel_id-h{options['demo_hotels']}-n"
+                        f"{options['demo_images_per_hotel']}-t{demo['test_images']}-s{demo['image_size']}-seed{saved['seed']}")

@@ -43,6 +43,13 @@ class GeMPooling2D(keras.layers.Layer):
         return {**super().get_config(), "p": self.p, "eps": self.eps, "trainable_p": self.trainable_p}
 
 
+# PyTorch's BatchNorm1d defaults (momentum 0.1 there is 0.9 here), as in our backbones and the
+# PyTorch systems we reproduce. Keras' own 0.99 lets the moving statistics lag ten times longer:
+# after a short training (Hotel-ID smoke: 32 steps) the stale mean put one common offset on every
+# embedding (mean pairwise cosine 0.99) and retrieval ranked near chance.
+_BN = dict(momentum=0.9, epsilon=1e-5)
+
+
 def embedding_neck(features, pooling="avg", embedding_dim=0, dropout=0.0, batchnorm=False, embedding_batchnorm=True):
     """Apply the neck to a symbolic feature tensor; returns ``(embedding, normalized_embedding)``.
 
@@ -66,12 +73,12 @@ def embedding_neck(features, pooling="avg", embedding_dim=0, dropout=0.0, batchn
         x = GeMPooling2D(name="gem_pool")(x) if pooling == "gem" else keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if embedding_dim:
         if batchnorm:
-            x = keras.layers.BatchNormalization(name="neck_bn_in")(x)
+            x = keras.layers.BatchNormalization(**_BN, name="neck_bn_in")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name="neck_dropout")(x)
         x = keras.layers.Dense(embedding_dim, use_bias=not embedding_batchnorm, name="neck_dense")(x)
         if embedding_batchnorm:
-            x = keras.layers.BatchNormalization(name="neck_bn")(x)
+            x = keras.layers.BatchNormalization(**_BN, name="neck_bn")(x)
     embedding = keras.layers.Identity(name="pre_logits")(x)
     normalized = keras.layers.UnitNormalization(axis=-1, name="embedding", dtype="float32")(x)
     return embedding, normalized

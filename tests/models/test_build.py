@@ -210,7 +210,6 @@ def test_mixed_float16_keeps_every_logit_float32_in_both_views():
 
 
 def test_neck_options_follow_the_config():
-    eps = 1e-3  # keras BatchNormalization default epsilon
     model = build_model(
         make_cfg(pooling="gem", embedding_dim=6, neck_batchnorm=True, embedding_batchnorm=False, dropout=0.0),
         CLASSES,
@@ -224,6 +223,8 @@ def test_neck_options_follow_the_config():
     p = float(numpy(model.get_layer("gem_pool").p_weight))
     pooled = np.mean(np.maximum(features, 1e-6) ** p, axis=(1, 2)) ** (1.0 / p)  # Radenovic et al. 2018
     gamma, beta, mean, var = model.get_layer("neck_bn_in").get_weights()
+    eps = 1e-5  # PyTorch's BatchNorm1d epsilon (models/necks.py _BN)
+    assert model.get_layer("neck_bn_in").epsilon == eps and model.get_layer("neck_bn_in").momentum == 0.9
     normed = gamma * (pooled - mean) / np.sqrt(var + eps) + beta
     kernel, bias = dense.get_weights()
     pre_logits = numpy(keras.Model(model.input, model.get_layer("pre_logits").output)(x, training=False))

@@ -1,4 +1,4 @@
-"""Evaluation: metrics (top-k, F1, MAP@k), retrieval ranking, ensembles and test-time augmentation."""
+"""Evaluation: metrics (top-k, F1, MAP@k), retrieval ranking and re-ranking, ensembles and test-time augmentation."""
 
 from keras_fgvc.evaluation.ensemble import average_probabilities, ensemble_rank_classes, weighted_concat
 from keras_fgvc.evaluation.metrics import (
@@ -12,6 +12,7 @@ from keras_fgvc.evaluation.metrics import (
     per_class_accuracy,
     top_k_accuracy,
 )
+from keras_fgvc.evaluation.reranking import alpha_query_expansion, database_side_augmentation
 from keras_fgvc.evaluation.retrieval import (
     PAD_LABEL,
     extract_embeddings,

@@ -23,7 +23,12 @@ import tempfile
 
 import numpy as np
 
-from keras_fgvc.evaluation.retrieval import _NO_CLASS, _inverse_norms, _top_k_sorted, l2_normalize
+from keras_fgvc.evaluation.retrieval import (
+    _NO_CLASS,
+    _inverse_norms,
+    _top_k_sorted,
+    l2_normalize,
+)
 
 
 def _nearest_rows(query_rows, num_query, gallery, n, chunk_size, query_chunk, exclude_self):

@@ -10,16 +10,17 @@ alpha query expansion, so a client needs nothing but the folder.
 
 import json
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_fgvc.data.decode import model_pixels
 from keras_fgvc.evaluation.retrieval import PAD_LABEL, l2_normalize
-from keras_fgvc.export.saved_model import check_writable
+from keras_fgvc.export.saved_model import (
+    check_writable,
+    encoded_batch_pixels,
+    write_archive,
+)
 
 # Ranking settings and gallery shape of an export, next to saved_model.pb.
 RETRIEVAL_FILE = "retrieval.json"
@@ -82,11 +83,7 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
     spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def pixels(image_bytes):
-        return tf.map_fn(
-            lambda encoded: model_pixels(encoded, image_size, channels, resize),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, channels], tf.float32),
-        )
+        return encoded_batch_pixels(image_bytes, image_size, channels, resize)
 
     def query_embedding(image_bytes):
         x = pixels(image_bytes)
@@ -178,21 +175,12 @@ def _normalised_copy(gallery):
 
 
 def _write(archive, path, class_ids, settings):
-    """``archive`` + classes.json + retrieval.json into a staging folder, then renamed onto ``path``."""
+    """``archive`` + classes.json + retrieval.json, written atomically (``saved_model.write_archive``)."""
     from keras_fgvc.data import classes as class_map
 
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
-    try:
-        archive.write_out(staging, verbose=False)
-        class_map.save(class_ids, staging)
-        with open(os.path.join(staging, RETRIEVAL_FILE), "w") as f:
+    def extra_files(folder):
+        class_map.save(class_ids, folder)
+        with open(os.path.join(folder, RETRIEVAL_FILE), "w") as f:
             json.dump(settings, f, indent=2)
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
+
+    return write_archive(archive, path, extra_files)

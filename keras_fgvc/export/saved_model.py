@@ -54,11 +54,7 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
     spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
     def pixels(image_bytes):
-        return tf.map_fn(
-            lambda encoded: model_pixels(encoded, image_size, channels, resize),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([image_size, image_size, channels], tf.float32),
-        )
+        return encoded_batch_pixels(image_bytes, image_size, channels, resize)
 
     class_ids = tf.constant([str(c) for c in classes]) if classes is not None else None
 
@@ -81,20 +77,42 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
     archive.track(model)
     archive.add_endpoint("serving_default", serve, input_signature=[spec])
     archive.add_endpoint("embed", embed, input_signature=[spec])
+
+    def extra_files(folder):
+        if classes is not None:
+            from keras_fgvc.data import classes as class_map
+
+            class_map.save(classes, folder)
+        if decision_threshold is not None:
+            import json
+
+            with open(os.path.join(folder, DECISION_FILE), "w") as f:
+                json.dump({"decision_threshold": float(decision_threshold), "positive_class": 1}, f)
+
+    return write_archive(archive, path, extra_files)
+
+
+def encoded_batch_pixels(image_bytes, image_size: int, channels: int, resize: str):
+    """Encoded images [B] -> float32 pixels [B, S, S, C] exactly as training decodes them
+    (``data.decode.model_pixels``): the train/serve parity of every exported signature."""
+    return tf.map_fn(
+        lambda encoded: model_pixels(encoded, image_size, channels, resize),
+        image_bytes,
+        fn_output_signature=tf.TensorSpec([image_size, image_size, channels], tf.float32),
+    )
+
+
+def write_archive(archive, path: str, extra_files=None) -> str:
+    """Write a ``keras.export.ExportArchive`` (and ``extra_files(folder)``'s files) to a staging
+    folder beside ``path``, then rename it onto ``path``: a reader sees the old export or the new
+    one, never half of one."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
     try:
         archive.write_out(staging, verbose=False)
-        if classes is not None:
-            from keras_fgvc.data import classes as class_map
-
-            class_map.save(classes, staging)
-        if decision_threshold is not None:
-            import json
-
-            with open(os.path.join(staging, DECISION_FILE), "w") as f:
-                json.dump({"decision_threshold": float(decision_threshold), "positive_class": 1}, f)
+        if extra_files is not None:
+            extra_files(staging)
         if os.path.exists(path):
             shutil.rmtree(path)
         os.replace(staging, path)

@@ -241,7 +241,7 @@ def compare_with_keras(model, tflite_path, images, labels=None, batch_size=32):
     expected = keras_probabilities(model, images, batch_size)
     got = tflite_predict(tflite_path, images, batch_size)
     report = {
-        "num_images": int(len(expected)),
+        "num_images": len(expected),
         "max_abs_diff": float(np.max(np.abs(expected - got))),
         "top1_agreement": float(np.mean(expected.argmax(-1) == got.argmax(-1))),
     }

@@ -224,9 +224,12 @@ def check_inputs_of(cfg, step: str, will_train: bool):
 
 
 def read_metrics(cfg) -> dict:
+    """The run's metrics.json so far (a step run on its own adds its part to it)."""
     path = os.path.join(cfg.run_dir, "metrics.json")
-    if not os.path.isfile(path):
-        return {}
+    return read_json(path) if os.path.isfile(path) else {}
+
+
+def read_json(path: str) -> dict:
     with open(path) as f:
         return json.load(f)
 
@@ -330,7 +333,10 @@ def rerank(cfg, queries, gallery, out_dir: str):
     """``(queries, gallery)`` after ``hotel_id.rerank`` (DBA writes its gallery under ``out_dir``)."""
     if cfg.hotel_id.rerank == "none":
         return queries, gallery
-    from keras_fgvc.evaluation.reranking import alpha_query_expansion, database_side_augmentation
+    from keras_fgvc.evaluation.reranking import (
+        alpha_query_expansion,
+        database_side_augmentation,
+    )
 
     n, alpha = cfg.hotel_id.rerank_neighbours, cfg.hotel_id.rerank_alpha
     os.makedirs(out_dir, exist_ok=True)
@@ -380,8 +386,8 @@ def random_map_at_k(num_classes: int, k: int) -> float:
 
 
 def format_rank(result: dict, k: int) -> str:
-    parts = [f"rank: val MAP@{k} {result.get('val_map5', result.get(f'val_map{k}')):.4f}"
-             f" (random ranking {result['random_val_map']:.4f})"]
+    value = result.get("val_map5", result.get(f"val_map{k}"))
+    parts = [f"rank: val MAP@{k} {value:.4f} (random ranking {result['random_val_map']:.4f})"]
     test = result.get("test_map5", result.get(f"test_map{k}"))
     if test is not None:
         parts.append(f"test MAP@{k} {test:.4f}")
@@ -449,13 +455,14 @@ def export(cfg, model, gallery, gallery_labels, classes) -> dict:
 
 def rank_ensemble(cfg) -> dict:
     """Rank with the weighted sum of several runs' cosine similarities (their embed/ files)."""
+    from keras_fgvc.config import to_dict
     from keras_fgvc.evaluation.ensemble import ensemble_rank_classes
     from keras_fgvc.evaluation.metrics import map_at_k
     from keras_fgvc.export.submission import write_hotel_id_submission
 
     options, k = cfg.hotel_id, cfg.hotel_id.k
     runs = [os.path.join(run_folder, EMBED_DIR) for run_folder in options.ensemble]
-    infos = [json.load(open(os.path.join(folder, "embed.json"))) for folder in runs]
+    infos = [read_json(os.path.join(folder, "embed.json")) for folder in runs]
     parts = {name: [load_part(folder, name) for folder in runs] for name in (GALLERY, VAL_QUERIES, TEST)}
     for name, loaded in parts.items():
         for run_folder, (_, ids, _) in zip(options.ensemble[1:], loaded[1:]):
@@ -470,8 +477,7 @@ def rank_ensemble(cfg) -> dict:
     test_ranked, _ = ensemble_rank_classes([q for q, _, _ in parts[TEST]], [g for g, _, _ in parts[GALLERY]], labels,
                                            weights=weights, k=k)
     classes = _classes_of(options.ensemble[0])
-    os.makedirs(cfg.run_dir, exist_ok=True)
-    rundir.write_config(cfg.run_dir, __import__("keras_fgvc.config", fromlist=["to_dict"]).to_dict(cfg))
+    rundir.write_config(cfg.run_dir, to_dict(cfg))
     write_hotel_id_submission(os.path.join(cfg.run_dir, "submission.csv"), parts[TEST][0][1],
                               [[classes[c] if c >= 0 else -1 for c in row] for row in test_ranked], k=k)
     result = {"runs": list(options.ensemble), "weights": weights or [1.0] * len(runs), "k": k,
@@ -490,7 +496,6 @@ def _classes_of(run_folder: str) -> list:
     """The hotel ids of a trained run (its config's data set)."""
     import yaml
 
-    from keras_fgvc.config import compose  # noqa: F401  (the schema of the run's pipeline)
     from keras_fgvc.data.sources.hotel_id import hotel_ids
 
     with open(os.path.join(run_folder, "config.yaml")) as f:

@@ -1,8 +1,6 @@
 """Retrieval PNGs for the Hotel-ID pipeline: a query-by-query grid of the top-k gallery matches
 (hits framed green, misses red) and a per-epoch curve of a validation metric with its best epoch marked."""
 
-import os
-
 import numpy as np
 
 from keras_fgvc.tracking.figures import pyplot, save_figure
@@ -48,7 +46,7 @@ def retrieval_grid(queries, results, path, title=None, max_rows: int = 8):
         'run/plots/retrieval.png'
     """
     figure, _ = _retrieval_figure(queries, results, title=title, max_rows=max_rows)
-    return _save_atomically(figure, path)
+    return save_figure(figure, path, dpi=DPI)
 
 
 def metric_curve(history, key: str, path, title=None):
@@ -69,7 +67,7 @@ def metric_curve(history, key: str, path, title=None):
         'run/plots/val_map5.png'
     """
     figure, _ = _metric_figure(history, key, title=title)
-    return _save_atomically(figure, path)
+    return save_figure(figure, path, dpi=DPI)
 
 
 def _retrieval_figure(queries, results, title=None, max_rows: int = 8):
@@ -171,22 +169,3 @@ def _metric_figure(history, key: str, title=None):
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure, best
-
-
-def _save_atomically(figure, path):
-    """Save through ``save_figure`` to a sibling temp file, then rename it over ``path``.
-
-    A reader (a report page, a W&B upload) never sees a half-written PNG. The temp name keeps ``path``'s
-    extension because matplotlib picks the format from it. Returns ``path`` as given, like ``save_figure``.
-    """
-    stem, extension = os.path.splitext(os.fspath(path))
-    temporary = f"{stem}.tmp-{os.getpid()}{extension}"
-    try:
-        save_figure(figure, temporary, dpi=DPI)
-        os.replace(temporary, path)
-    except BaseException:
-        pyplot().close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path

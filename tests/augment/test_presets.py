@@ -13,7 +13,11 @@ from tests.augment.checks import images
 @pytest.mark.parametrize("name", sorted(presets.PRESETS))
 def test_every_preset_builds_and_runs_in_tf_data(name):
     image_steps, _ = presets.split_label_mixing(presets.get(name))
-    stack = presets.build(image_steps)
+    # A preset with real-mask occlusion needs a bank: one 8x8 mask, its left half occluded.
+    bank = np.zeros((1, 8, 8), bool) if presets.needs_mask_bank(image_steps) else None
+    if bank is not None:
+        bank[:, :, :4] = True
+    stack = presets.build(image_steps, mask_bank=bank)
     x = images(4, 32)
     ds = tf.data.Dataset.from_tensor_slices(x).batch(2).map(lambda a: stack(a, training=True))
     for batch in ds:
@@ -35,6 +39,23 @@ def test_hotel_id_train_follows_table_1():
     assert (one_of.rate, ssr.rate, dropout.rate, mask.rate) == (0.5, 0.3, 0.5, 1.0)
     assert dropout.fill_value == [255, 0, 0] and mask.size_range == (0.25, 0.5)
     assert [type(l).__name__ for l in presets.build(presets.get("hotel_id_val")).layers] == ["OcclusionMask"]
+
+
+def test_hotel_id_train_masks_draws_the_large_occlusion_from_the_rectangle_or_a_real_mask():
+    steps = presets.get("hotel_id_train_masks")
+    assert steps[:-1] == presets.get("hotel_id_train")[:-1] and presets.needs_mask_bank(steps)
+    assert not presets.needs_mask_bank(presets.get("hotel_id_train"))
+    bank = np.zeros((1, 8, 8), bool)
+    bank[:, :, :4] = True  # the left half of the image
+    one_of = presets.build(steps[-1:], mask_bank=bank).layers[0]
+    rectangle, real = one_of.layers
+    assert (rectangle.mode, real.mode, one_of.rate) == ("rectangle", "masks", 1.0)
+    grey = np.full((1, 16, 16, 3), 128.0, np.float32)
+    occluded = np.asarray(real(grey, training=True))[0]
+    np.testing.assert_array_equal(occluded[:, :8], np.broadcast_to([255.0, 0.0, 0.0], (16, 8, 3)))
+    np.testing.assert_array_equal(occluded[:, 8:], grey[0, :, 8:])
+    with pytest.raises(ValueError, match="mask bank"):
+        presets.build(steps)  # masks mode without a bank: says how to build one
 
 
 def test_vipriors_keeps_cutmix_for_the_labelled_batch_stage():

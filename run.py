@@ -38,12 +38,14 @@ def main(argv: list[str]) -> int:
     from keras_fgvc.errors import UserError
 
     if any(arg in ("-h", "--help", "help") for arg in argv):
-        from keras_fgvc.config.compose import DEFAULT_PIPELINE
-        from keras_fgvc.config.schema import schema_for
+        from keras_fgvc.config.compose import compose
 
-        chosen = next((a.split("=", 1)[1] for a in argv if a.startswith("pipeline=")), DEFAULT_PIPELINE)
-        pipelines = available_pipelines()
-        print(help_text(pipelines, schema_for(chosen if chosen in pipelines else DEFAULT_PIPELINE)))
+        try:  # the chosen pipeline's values, with the other overrides applied
+            cfg = compose([arg for arg in argv if OVERRIDE.match(arg)])
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(help_text(available_pipelines(), cfg))
         return 0
     multirun = any(arg in ("-m", "--multirun") for arg in argv)
     argv = [arg for arg in argv if arg not in ("-m", "--multirun")]

@@ -14,7 +14,7 @@ import re
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from keras_fgvc.config.schema import CHOICES, PIPELINE_STEPS, ModelConfig, TrainConfig
+from keras_fgvc.config.schema import CHOICES, PIPELINE_STEPS, RANGES, ModelConfig, TrainConfig
 from keras_fgvc.errors import UserError
 
 FREEZE = re.compile(r"^(none|backbone|backbone_except_last_([1-9][0-9]*))$")
@@ -104,6 +104,9 @@ def check_overrides(overrides: dict, key: str, schema, group: str, allowed_keys)
         values = getattr(merged, name)
         if allowed and any(v not in allowed for v in (values if isinstance(values, list) else [values])):
             raise _error(f"config key '{key}.{name}' = {overrides[name]!r}; choose one of: {', '.join(map(str, allowed))}")
+        limits = RANGES.get(f"{group}.{name}")
+        if limits and isinstance(values, (int, float)) and not isinstance(values, bool) and not limits.holds(values):
+            raise _error(f"config key '{key}.{name}' = {values!r}: must be {limits.describe()}")
     return merged
 
 

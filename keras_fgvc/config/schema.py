@@ -286,6 +286,64 @@ def _with_group(pipeline: str, key: str, options: type) -> type:
     return dataclasses.make_dataclass(name, [(key, options, field(default_factory=options))], bases=(Config,))
 
 
+@dataclass(frozen=True)
+class Range:
+    """Allowed numeric values of a key: ``low <= v`` (``low < v`` with ``open_low``), likewise high."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value) -> bool:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
+        return " and ".join(parts)
+
+
+_POSITIVE, _NON_NEGATIVE, _FRACTION = Range(0, open_low=True), Range(0), Range(0, 1, open_high=True)
+# Allowed ranges of numeric keys (validate() checks them at compose time, before anything is
+# written); a key of another pipeline's options group is skipped. Relations between keys are in
+# config/names.py (check_relations).
+RANGES: dict[str, Range] = {
+    "seed": _NON_NEGATIVE,
+    "data.image_size": Range(8),
+    "data.batch_size": Range(1),
+    "data.val_fraction": _FRACTION,
+    "data.test_fraction": _FRACTION,
+    "data.demo.num_images": Range(1),
+    "data.demo.image_size": Range(16),
+    "data.demo.test_images": _NON_NEGATIVE,
+    "data.tfrecord_shards": Range(1),
+    "model.dropout": _FRACTION,
+    "model.l2": _NON_NEGATIVE,
+    "model.embedding_dim": _NON_NEGATIVE,
+    "model.margin_scale": _POSITIVE,
+    "train.epochs": Range(1),
+    "train.learning_rate": _POSITIVE,
+    "train.momentum": _FRACTION,
+    "train.weight_decay": _NON_NEGATIVE,
+    "train.warmup_epochs": _NON_NEGATIVE,
+    "train.gamma": Range(0, 1, open_low=True),
+    "train.decay_rate": Range(0, 1, open_low=True),
+    "train.early_stopping_patience": _NON_NEGATIVE,
+    "train.steps_per_epoch": Range(1),
+    "export.calibration_images": Range(1),
+    "pseudo_label.threshold": Range(0, 1),
+    "hotel_id.k": Range(1),
+    "hotel_id.rerank_neighbours": _NON_NEGATIVE,
+    "hotel_id.rerank_alpha": _NON_NEGATIVE,
+    "cars.label_smoothing": _FRACTION,
+}
+
 # Allowed values for string choices; validate() checks them.
 CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("train", "preview_augment", "model_card", "to_tfrecord", "compare"),

@@ -8,7 +8,7 @@ import typing
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from keras_fgvc.config.schema import CHOICES, Config, LossConfig, schema_for
+from keras_fgvc.config.schema import CHOICES, RANGES, Config, LossConfig, schema_for
 from keras_fgvc.errors import UserError
 
 
@@ -117,10 +117,34 @@ def to_config(tree: dict, source: str = "config") -> Config:
         value = _get(cfg, dotted)
         if any(v not in allowed for v in (value if isinstance(value, list) else [value])):
             raise ConfigError(f"config key '{dotted}' = {value!r}; choose one of: {', '.join(map(str, allowed))}")
+    check_ranges(cfg)
     from keras_fgvc.config.names import check_names
 
     check_names(cfg)
     return cfg
+
+
+def check_ranges(cfg):
+    """ConfigError for the first numeric value outside its ``schema.RANGES`` range, and for the
+    relations between keys (fractions that leave nothing to train on, an unsafe run name)."""
+    import math
+    import re
+
+    for dotted, allowed in RANGES.items():
+        if not hasattr(cfg, dotted.split(".")[0]):  # another pipeline's options group
+            continue
+        value = _get(cfg, dotted)
+        if value is None or isinstance(value, bool):
+            continue
+        if not math.isfinite(value) or not allowed.holds(value):
+            raise ConfigError(f"config key '{dotted}' = {value!r}: must be {allowed.describe()}")
+    if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
+        raise ConfigError(f"config keys 'data.val_fraction' + 'data.test_fraction' = {cfg.data.val_fraction} + "
+                          f"{cfg.data.test_fraction}: must be < 1 (the rest trains)")
+    # A run name is one folder under runs/<pipeline>/ (sweep jobs add "-key=value,..."): no path.
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.=,+\-]*", cfg.name) or ".." in cfg.name:
+        raise ConfigError(f"config key 'name' = {cfg.name!r}: a run name is a plain folder name (letters, digits, "
+                          "_ . - = , +; no '/' or '..')")
 
 
 def _type_loss_terms(cfg):

@@ -82,12 +82,91 @@ def test_cli_typo_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_help_lists_every_group_and_the_stages():
-    result = subprocess.run([sys.executable, os.path.join(REPO, "run.py"), "--help"], capture_output=True, text=True, timeout=120)
+def test_cli_help_prints_the_chosen_pipelines_values_and_stages():
+    result = subprocess.run([sys.executable, os.path.join(REPO, "run.py"), "pipeline=cars", "train.epochs=7", "--help"],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for text in ("stage=mask", "train.epochs = ", "pseudo_label.threshold = ", "export.overwrite = ", "task=model_card",
-                 "train.stages = [...]", "init_from = 'previous'"):
-        assert text in result.stdout
+    out = result.stdout
+    assert "stages of pipeline=cars: train (stage=all runs them in order)" in out
+    for text in ("  train.epochs = 7   >= 1", "  train.optimizer = 'adamw'", "  cars.label_smoothing = 0.1",
+                 "  data.image_size = 227", "    0: name=train init_from=none losses={logits: label_smoothing_ce}",
+                 "task=model_card"):
+        assert text in out, text
+    assert "pseudo_label" not in out and "sub-minute" not in out
+    bad = subprocess.run([sys.executable, os.path.join(REPO, "run.py"), "pipeline=cars", "data.batch_size=0", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: config key 'data.batch_size' = 0: must be >= 1"]
+
+
+def _yaml_leaves(tree, prefix=""):
+    for key, value in tree.items():
+        if key in ("stages", "smoke_settings"):
+            continue
+        if isinstance(value, dict) and key not in ("backbone_kwargs", "source_options"):
+            yield from _yaml_leaves(value, f"{prefix}{key}.")
+        elif not (isinstance(value, str) and "${" in value):
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("pipeline", ["fivek", "cars", "hotel_id"])
+def test_help_shows_every_value_the_pipelines_yaml_sets(pipeline):
+    import yaml
+
+    from keras_fgvc.config.compose import PIPELINES_DIR, available_pipelines
+    from keras_fgvc.config.help import help_text
+
+    with open(os.path.join(PIPELINES_DIR, f"{pipeline}.yaml")) as f:
+        tree = yaml.safe_load(f)
+    text = help_text(available_pipelines(), compose([f"pipeline={pipeline}"]))
+    leaves = dict(_yaml_leaves(tree))
+    assert len(leaves) > 20
+    for dotted, value in leaves.items():
+        assert f"  {dotted} = {value!r}" in text, (dotted, value)
+    stages = ", ".join(stage["name"] for stage in tree["train"]["stages"])
+    assert f"stages of pipeline={pipeline}: {stages}" in text
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.learning_rate=-1", "config key 'train.learning_rate' = -1.0: must be > 0"),
+    ("pseudo_label.threshold=1.5", "config key 'pseudo_label.threshold' = 1.5: must be >= 0 and <= 1"),
+    ("data.batch_size=0", "config key 'data.batch_size' = 0: must be >= 1"),
+    ("data.val_fraction=1.2", "config key 'data.val_fraction' = 1.2: must be >= 0 and < 1"),
+    ("train.epochs=0", "config key 'train.epochs' = 0: must be >= 1"),
+    ("data.image_size=-5", "config key 'data.image_size' = -5: must be >= 8"),
+    ("seed=-1", "config key 'seed' = -1: must be >= 0"),
+    ("train.learning_rate=nan", "config key 'train.learning_rate' = nan: must be > 0"),
+    ("train.stages.0.train={learning_rate: -2}", "config key 'train.stages.0.train.learning_rate' = -2.0: must be > 0"),
+    ("train.stages.1.epochs=0", "config key 'train.stages.1.epochs' = 0: must be at least 1"),
+    ("name=../../escape", "config key 'name' = '../../escape': a run name is a plain folder name"),
+    ("name=a/b", "config key 'name' = 'a/b': a run name is a plain folder name"),
+])
+def test_impossible_values_fail_at_compose_naming_the_key_and_the_range(override, message):
+    with pytest.raises(ConfigError) as caught:
+        compose([override])
+    assert str(caught.value).startswith(message)
+
+
+def test_fractions_must_leave_rows_to_train_on():
+    with pytest.raises(ConfigError, match=r"'data.val_fraction' \+ 'data.test_fraction' = 0.6 \+ 0.5: must be < 1"):
+        compose(["data.val_fraction=0.6", "data.test_fraction=0.5"])
+    assert compose(["data.val_fraction=0.5", "data.test_fraction=0.4"]).data.val_fraction == 0.5
+    import dataclasses
+
+    from keras_fgvc.config.validate import check_ranges
+
+    check_ranges(dataclasses.replace(compose([]), name="smoke-model.dropout=0.1,train.epochs=2"))  # a sweep job's
+
+
+def test_cli_impossible_value_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "run.py"), "train.learning_rate=-1", f"runs_root={tmp_path}/runs",
+         f"export.dir={tmp_path}/saved", f"data.demo_root={tmp_path}/demo"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: config key 'train.learning_rate' = -1.0: must be > 0"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_pipeline_options_belong_to_their_pipeline():

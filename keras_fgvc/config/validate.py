@@ -111,10 +111,7 @@ def to_config(tree: dict, source: str = "config") -> Config:
         if outputs is not None:
             stage.losses = {output: terms for output, terms in stage.losses.items() if output in outputs}
     _type_loss_terms(cfg)
-    for dotted, allowed in CHOICES.items():
-        if not hasattr(cfg, dotted.split(".")[0]):  # another pipeline's options group
-            continue
-        value = _get(cfg, dotted)
+    for dotted, allowed, value in _present(cfg, CHOICES):
         if any(v not in allowed for v in (value if isinstance(value, list) else [value])):
             raise ConfigError(f"config key '{dotted}' = {value!r}; choose one of: {', '.join(map(str, allowed))}")
     check_ranges(cfg)
@@ -130,10 +127,7 @@ def check_ranges(cfg):
     import math
     import re
 
-    for dotted, allowed in RANGES.items():
-        if not hasattr(cfg, dotted.split(".")[0]):  # another pipeline's options group
-            continue
-        value = _get(cfg, dotted)
+    for dotted, allowed, value in _present(cfg, RANGES):
         if value is None or isinstance(value, bool):
             continue
         if not math.isfinite(value) or not allowed.holds(value):
@@ -173,6 +167,14 @@ def _type_loss_terms(cfg):
 def to_dict(cfg: Config) -> dict:
     """The plain nested dict of a Config (what the run directory stores as config.yaml)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def _present(cfg, table: dict):
+    """``(dotted key, rule, value)`` of the keys of ``table`` that ``cfg`` has (a key of another
+    pipeline's options group is skipped)."""
+    for dotted, rule in table.items():
+        if hasattr(cfg, dotted.split(".")[0]):
+            yield dotted, rule, _get(cfg, dotted)
 
 
 def _get(cfg, dotted):

@@ -20,8 +20,10 @@ import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from keras_fgvc.config.schema import register_pipeline_options
+from keras_fgvc.data import classes as class_mapping
 from keras_fgvc.data import synthetic
 from keras_fgvc.errors import DataError, UserError
 from keras_fgvc.tracking import run_dir as rundir
@@ -89,13 +91,9 @@ def mask_bank(cfg):
     from keras_fgvc.augment import presets
     from keras_fgvc.data.masks import load_mask_bank
     from keras_fgvc.data.sources.hotel_id import mask_paths
+    from keras_fgvc.training.stages import stage_steps
 
-    steps = presets.of_config(cfg.augment)
-    for stage in cfg.train.stages:  # a stage may name its own preset or steps
-        if stage.augment_steps is not None:
-            steps += stage.augment_steps
-        elif stage.augment is not None:
-            steps += presets.get(stage.augment)
+    steps = [step for stage in cfg.train.stages for step in stage_steps(cfg, stage)]
     return load_mask_bank(mask_paths(data_root(cfg))) if presets.needs_mask_bank(steps) else None
 
 
@@ -190,16 +188,15 @@ def run(cfg) -> dict:
         metrics["embed"] = embed(cfg, model, tables)
     if "rank" in steps:
         metrics["rank"] = rank(cfg, model, tables)
-        metrics.update({key: metrics["rank"][key] for key in ("val_map5", "test_map5") if key in metrics["rank"]})
+        metrics.update({key: metrics["rank"][key] for key in metric_keys(cfg) if key in metrics["rank"]})
     rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), metrics)
     return metrics
 
 
 def check_options(cfg):
-    """The ``hotel_id`` values the schema cannot check alone, before anything is written."""
+    """The ``hotel_id`` values ``schema.RANGES`` cannot check (relations between keys, run folders),
+    before anything is written."""
     options = cfg.hotel_id
-    if options.k < 1:
-        raise UserError(f"config key 'hotel_id.k' = {options.k}: must be at least 1")
     if options.rerank != "none" and options.rerank_neighbours < 1:
         raise UserError(f"config key 'hotel_id.rerank_neighbours' = {options.rerank_neighbours}: must be at least 1 "
                         "with hotel_id.rerank=dba_aqe")
@@ -270,6 +267,11 @@ def map_key(cfg) -> str:
     return f"val_map{cfg.hotel_id.k}"
 
 
+def metric_keys(cfg) -> tuple[str, str]:
+    """The run-level metric names: val and test MAP@k (``val_map5``, ``test_map5`` for k=5)."""
+    return map_key(cfg), f"test_map{cfg.hotel_id.k}"
+
+
 def trained_model(cfg, tables):
     """The last training stage's model at its best weights (a step run on its own)."""
     from keras_fgvc.training.callbacks import BEST
@@ -295,7 +297,7 @@ def embed(cfg, model, tables) -> dict:
     final = embed_dir(cfg)
     building = f"{final}.tmp-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
-    gallery = pd_concat([tables["train"], tables["val"]])
+    gallery = pd.concat([tables["train"], tables["val"]], ignore_index=True)
     parts = {GALLERY: (gallery, None), VAL_QUERIES: (tables["val"], val_boxes(cfg, tables["val"])),
              TEST: (tables["test"], None)}
     for name, (rows, boxes) in parts.items():
@@ -305,6 +307,7 @@ def embed(cfg, model, tables) -> dict:
     info = {"flip_tta": cfg.hotel_id.flip_tta, "train_rows": len(tables["train"]), "val_rows": len(tables["val"]),
             "test_rows": len(tables["test"]), "dim": int(model.output["embedding"].shape[-1])}
     rundir.write_json(os.path.join(building, "embed.json"), info)
+    class_mapping.save(tables["train"].attrs["classes"], building)
     old = f"{final}.old-{os.getpid()}"
     if os.path.isdir(final):
         os.replace(final, old)
@@ -315,12 +318,6 @@ def embed(cfg, model, tables) -> dict:
     return info
 
 
-def pd_concat(tables):
-    import pandas as pd
-
-    return pd.concat(tables, ignore_index=True)
-
-
 def load_part(folder: str, name: str):
     """``(embeddings memmap, ids, labels)`` of one embed/ part."""
     from keras_fgvc.evaluation.retrieval import load_embeddings
@@ -329,8 +326,8 @@ def load_part(folder: str, name: str):
     return embeddings, ids, np.load(os.path.join(folder, name, LABELS_FILE))
 
 
-def rerank(cfg, queries, gallery, out_dir: str):
-    """``(queries, gallery)`` after ``hotel_id.rerank`` (DBA writes its gallery under ``out_dir``)."""
+def rerank(cfg, queries, gallery):
+    """``(queries, gallery)`` after ``hotel_id.rerank``."""
     if cfg.hotel_id.rerank == "none":
         return queries, gallery
     from keras_fgvc.evaluation.reranking import (
@@ -339,7 +336,6 @@ def rerank(cfg, queries, gallery, out_dir: str):
     )
 
     n, alpha = cfg.hotel_id.rerank_neighbours, cfg.hotel_id.rerank_alpha
-    os.makedirs(out_dir, exist_ok=True)
     augmented = database_side_augmentation(gallery, n=n, alpha=alpha)
     return alpha_query_expansion(queries, augmented, n=n, alpha=alpha), augmented
 
@@ -348,9 +344,8 @@ def rank(cfg, model, tables) -> dict:
     """Val MAP@k, the submission, test MAP@k (demo), plots and exports from ``embed/``."""
     from keras_fgvc.evaluation.metrics import map_at_k
     from keras_fgvc.evaluation.retrieval import rank_classes
-    from keras_fgvc.export.submission import write_hotel_id_submission
 
-    k, folder, out = cfg.hotel_id.k, embed_dir(cfg), os.path.join(cfg.run_dir, RANK_DIR)
+    k, folder = cfg.hotel_id.k, embed_dir(cfg)
     classes = tables["train"].attrs["classes"]
     gallery, _, gallery_labels = load_part(folder, GALLERY)
     val_queries, _, val_labels = load_part(folder, VAL_QUERIES)
@@ -358,25 +353,41 @@ def rank(cfg, model, tables) -> dict:
     train_rows = len(tables["train"])
     # Validation: the occluded val photos against the training photos only (their clean copies are
     # in the gallery, after the training rows).
-    queries, train_gallery = rerank(cfg, val_queries, gallery[:train_rows], out)
-    val_ranked, _ = rank_classes(queries, train_gallery, gallery_labels[:train_rows], k=k)
-    queries, full_gallery = rerank(cfg, test, gallery, out)
+    queries, train_gallery = rerank(cfg, val_queries, gallery[:train_rows])
+    val_ranked, val_scores = rank_classes(queries, train_gallery, gallery_labels[:train_rows], k=k)
+    queries, full_gallery = rerank(cfg, test, gallery)
     test_ranked, test_scores = rank_classes(queries, full_gallery, gallery_labels, k=k)
-    result = {"val_map5" if k == 5 else f"val_map{k}": map_at_k(val_labels, val_ranked, k), "k": k,
+    val_key, test_key = metric_keys(cfg)
+    result = {val_key: map_at_k(val_labels, val_ranked, k), "k": k,
               "flip_tta": cfg.hotel_id.flip_tta, "rerank": cfg.hotel_id.rerank, "gallery_rows": len(gallery),
               "random_val_map": random_map_at_k(len(classes), k)}
-    hotel_ranked = [[classes[c] if c >= 0 else -1 for c in row] for row in test_ranked]
-    write_hotel_id_submission(os.path.join(cfg.run_dir, "submission.csv"), test_ids, hotel_ranked, k=k)
+    write_submission(cfg, test_ids, test_ranked, classes)
     if (test_labels >= 0).all():
-        result["test_map5" if k == 5 else f"test_map{k}"] = map_at_k(test_labels, test_ranked, k)
-    os.makedirs(out, exist_ok=True)
-    np.save(os.path.join(out, "test_ranked.npy"), test_ranked)
-    np.save(os.path.join(out, "test_scores.npy"), test_scores)
+        result[test_key] = map_at_k(test_labels, test_ranked, k)
+    save_rankings(cfg, val=(val_ranked, val_scores), test=(test_ranked, test_scores))
     result["plots"] = plots(cfg, tables, val_ranked, gallery, val_queries)
     if cfg.export.enabled:
         result["export"] = export(cfg, model, full_gallery, gallery_labels, classes)
-    print(format_rank(result, k))
+    print(format_rank(result, cfg))
     return result
+
+
+def save_rankings(cfg, **parts):
+    """``rank/<part>_ranked.npy`` and ``<part>_scores.npy`` (class indexes and scores, best first)."""
+    out = os.path.join(cfg.run_dir, RANK_DIR)
+    os.makedirs(out, exist_ok=True)
+    for name, (ranked, scores) in parts.items():
+        np.save(os.path.join(out, f"{name}_ranked.npy"), ranked)
+        np.save(os.path.join(out, f"{name}_scores.npy"), scores)
+
+
+def write_submission(cfg, image_ids, ranked, classes):
+    """``submission.csv``: each test image's ranked class indexes as hotel ids (padding dropped)."""
+    from keras_fgvc.evaluation.retrieval import PAD_LABEL
+    from keras_fgvc.export.submission import write_hotel_id_submission
+
+    hotels = [[classes[c] if c != PAD_LABEL else PAD_LABEL for c in row] for row in ranked]
+    write_hotel_id_submission(os.path.join(cfg.run_dir, "submission.csv"), image_ids, hotels, k=cfg.hotel_id.k)
 
 
 def random_map_at_k(num_classes: int, k: int) -> float:
@@ -385,12 +396,11 @@ def random_map_at_k(num_classes: int, k: int) -> float:
     return float(sum(1.0 / i for i in range(1, min(k, num_classes) + 1)) / num_classes)
 
 
-def format_rank(result: dict, k: int) -> str:
-    value = result.get("val_map5", result.get(f"val_map{k}"))
-    parts = [f"rank: val MAP@{k} {value:.4f} (random ranking {result['random_val_map']:.4f})"]
-    test = result.get("test_map5", result.get(f"test_map{k}"))
-    if test is not None:
-        parts.append(f"test MAP@{k} {test:.4f}")
+def format_rank(result: dict, cfg) -> str:
+    (val_key, test_key), k = metric_keys(cfg), cfg.hotel_id.k
+    parts = [f"rank: val MAP@{k} {result[val_key]:.4f} (random ranking {result['random_val_map']:.4f})"]
+    if test_key in result:
+        parts.append(f"test MAP@{k} {result[test_key]:.4f}")
     return ", ".join(parts) + f"; flip TTA {result['flip_tta']}, re-ranking {result['rerank']}"
 
 
@@ -458,7 +468,6 @@ def rank_ensemble(cfg) -> dict:
     from keras_fgvc.config import to_dict
     from keras_fgvc.evaluation.ensemble import ensemble_rank_classes
     from keras_fgvc.evaluation.metrics import map_at_k
-    from keras_fgvc.export.submission import write_hotel_id_submission
 
     options, k = cfg.hotel_id, cfg.hotel_id.k
     runs = [os.path.join(run_folder, EMBED_DIR) for run_folder in options.ensemble]
@@ -472,39 +481,21 @@ def rank_ensemble(cfg) -> dict:
     train_rows = infos[0]["train_rows"]
     labels = parts[GALLERY][0][2]
     weights = list(options.ensemble_weights) or None
-    val_ranked, _ = ensemble_rank_classes([q for q, _, _ in parts[VAL_QUERIES]], [g[:train_rows] for g, _, _ in
+    val_ranked, val_scores = ensemble_rank_classes([q for q, _, _ in parts[VAL_QUERIES]], [g[:train_rows] for g, _, _ in
                                           parts[GALLERY]], labels[:train_rows], weights=weights, k=k)
-    test_ranked, _ = ensemble_rank_classes([q for q, _, _ in parts[TEST]], [g for g, _, _ in parts[GALLERY]], labels,
+    test_ranked, test_scores = ensemble_rank_classes([q for q, _, _ in parts[TEST]], [g for g, _, _ in parts[GALLERY]], labels,
                                            weights=weights, k=k)
-    classes = _classes_of(options.ensemble[0])
+    val_key, test_key = metric_keys(cfg)
     rundir.write_config(cfg.run_dir, to_dict(cfg))
-    write_hotel_id_submission(os.path.join(cfg.run_dir, "submission.csv"), parts[TEST][0][1],
-                              [[classes[c] if c >= 0 else -1 for c in row] for row in test_ranked], k=k)
+    write_submission(cfg, parts[TEST][0][1], test_ranked, class_mapping.load(runs[0]))
+    save_rankings(cfg, val=(val_ranked, val_scores), test=(test_ranked, test_scores))
     result = {"runs": list(options.ensemble), "weights": weights or [1.0] * len(runs), "k": k,
-              "val_map5": map_at_k(parts[VAL_QUERIES][0][2], val_ranked, k)}
+              val_key: map_at_k(parts[VAL_QUERIES][0][2], val_ranked, k)}
     test_labels = parts[TEST][0][2]
     if (test_labels >= 0).all():
-        result["test_map5"] = map_at_k(test_labels, test_ranked, k)
-    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), {"ensemble": result, **{
-        key: result[key] for key in ("val_map5", "test_map5") if key in result}})
-    print(f"ensemble of {len(runs)}: val MAP@{k} {result['val_map5']:.4f}"
-          + (f", test MAP@{k} {result['test_map5']:.4f}" if "test_map5" in result else ""))
+        result[test_key] = map_at_k(test_labels, test_ranked, k)
+    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"),
+                      {"ensemble": result, **{key: result[key] for key in (val_key, test_key) if key in result}})
+    print(f"ensemble of {len(runs)}: val MAP@{k} {result[val_key]:.4f}"
+          + (f", test MAP@{k} {result[test_key]:.4f}" if test_key in result else ""))
     return result
-
-
-def _classes_of(run_folder: str) -> list:
-    """The hotel ids of a trained run (its config's data set)."""
-    import yaml
-
-    from keras_fgvc.data.sources.hotel_id import hotel_ids
-
-    with open(os.path.join(run_folder, "config.yaml")) as f:
-        saved = yaml.safe_load(f)
-    root = saved["data"]["root"] or _demo_root_of(saved)
-    return hotel_ids(root)[0]
-
-
-def _demo_root_of(saved: dict) -> str:
-    demo, options = saved["data"]["demo"], saved["hotel_id"]
-    return os.path.join(saved["data"]["demo_root"], f"hotel_id-h{options['demo_hotels']}-n"
-                        f"{options['demo_images_per_hotel']}-t{demo['test_images']}-s{demo['image_size']}-seed{saved['seed']}")

@@ -164,10 +164,9 @@ def warm_start(model: keras.Model, path: str) -> list[str]:
     return skipped
 
 
-def stage_augmentation(cfg, stage, mask_bank=None):
-    """``(image_layer, placement, mixing)`` of a stage: image-only steps and where they run,
-    and the label-mixing steps (always tf.data; they need the labels). ``mask_bank`` goes to
-    masks-mode ``OcclusionMask`` steps (``data.masks.load_mask_bank``)."""
+def stage_steps(cfg, stage) -> list[dict]:
+    """The augmentation steps a stage trains with: its own steps or preset, else the augment
+    group's, less ``augment.skip``."""
     from keras_fgvc.augment import presets
 
     if stage.augment_steps is not None:
@@ -176,8 +175,16 @@ def stage_augmentation(cfg, stage, mask_bank=None):
         steps = presets.get(stage.augment)
     else:
         steps = presets.of_config(cfg.augment)
-    steps = presets.without(steps, cfg.augment.skip)
-    image_steps, mixing_steps = presets.split_label_mixing(steps)
+    return presets.without(steps, cfg.augment.skip)
+
+
+def stage_augmentation(cfg, stage, mask_bank=None):
+    """``(image_layer, placement, mixing)`` of a stage: image-only steps and where they run,
+    and the label-mixing steps (always tf.data; they need the labels). ``mask_bank`` goes to
+    masks-mode ``OcclusionMask`` steps (``data.masks.load_mask_bank``)."""
+    from keras_fgvc.augment import presets
+
+    image_steps, mixing_steps = presets.split_label_mixing(stage_steps(cfg, stage))
     placement = stage.augment_runs_in or cfg.augment.runs_in
     image_layer = presets.build(image_steps, name=f"{stage.name}_augment", mask_bank=mask_bank) if image_steps else None
     return image_layer, placement, presets.build_mixing(mixing_steps)

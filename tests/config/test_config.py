@@ -70,12 +70,17 @@ def test_unknown_pipeline_lists_the_available_ones():
         compose(["pipeline=nope"])
 
 
-def test_cli_typo_exits_2_with_one_line_and_writes_nothing(tmp_path):
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "run.py"), "trian.epochs=3", f"runs_root={tmp_path}/runs",
+def run_cli_in(tmp_path, *overrides):
+    """``run.py`` with every output folder under ``tmp_path`` (so "nothing written" is checkable)."""
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "run.py"), *overrides, f"runs_root={tmp_path}/runs",
          f"export.dir={tmp_path}/saved", f"data.demo_root={tmp_path}/demo"],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )
+
+
+def test_cli_typo_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    result = run_cli_in(tmp_path, "trian.epochs=3")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown config key 'trian.epochs'")
@@ -159,11 +164,7 @@ def test_fractions_must_leave_rows_to_train_on():
 
 
 def test_cli_impossible_value_exits_2_with_one_line_and_writes_nothing(tmp_path):
-    result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "run.py"), "train.learning_rate=-1", f"runs_root={tmp_path}/runs",
-         f"export.dir={tmp_path}/saved", f"data.demo_root={tmp_path}/demo"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )
+    result = run_cli_in(tmp_path, "train.learning_rate=-1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: config key 'train.learning_rate' = -1.0: must be > 0"]
     assert list(tmp_path.iterdir()) == []

@@ -9,9 +9,10 @@ from hydra import initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from keras_fgvc.config.schema import Config, schema_for
-from keras_fgvc.config.validate import ConfigError, check_key, to_config
+from keras_fgvc.config.validate import ConfigError, check_choices_in_tree, check_key, to_config
 
 PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "pipelines")
 DEFAULT_PIPELINE = "fivek"
@@ -57,7 +58,13 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
             composed = hydra_compose(config_name=pipeline, overrides=rest)
     except HydraException as error:
         raise ConfigError(f"{pipeline}.yaml: {str(error).splitlines()[0]}") from None
-    tree = OmegaConf.to_container(composed, resolve=True)
+    try:
+        tree = OmegaConf.to_container(composed, resolve=True)
+    except OmegaConfBaseException as error:
+        # An interpolation that selects by a value (vipriors.yaml: ${vipriors.recipes.${vipriors.finetune}})
+        # fails on a bad value: name that value and its choices rather than OmegaConf's key path.
+        check_choices_in_tree(OmegaConf.to_container(composed, resolve=False))
+        raise ConfigError(f"{pipeline}.yaml: {str(error).splitlines()[0]}") from None
     tree["pipeline"] = pipeline
     if tree.get("smoke"):
         for key, value in (tree.get("smoke_settings") or {}).items():

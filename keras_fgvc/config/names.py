@@ -155,6 +155,18 @@ def check_finetune(cfg, stage, key: str):
                          f"'{stage.name}''s head phase (the fine-tuning recipe); rename it")
 
 
+def check_pk(cfg, stage, key: str):
+    """A stage's ``images_per_class`` K: K >= 2 (a batch-hard triplet needs a positive) and
+    ``data.batch_size`` a multiple of K with P = batch / K >= 2 classes (it needs a negative)."""
+    k = stage.images_per_class
+    if k is None:
+        return
+    batch = cfg.data.batch_size
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2 or batch % k or batch // k < 2:
+        raise _error(f"config key '{key}.images_per_class' = {k!r}: give K >= 2 that divides data.batch_size "
+                     f"= {batch} into P >= 2 classes per batch")
+
+
 def check_stages(cfg):
     from keras_fgvc.losses import check_loss
     from keras_fgvc.models.build import check_heads
@@ -200,6 +212,7 @@ def check_stages(cfg):
             if output not in stage.losses:
                 raise _error(f"config key '{key}.targets.{output}': no loss is trained on output '{output}'")
         check_finetune(cfg, stage, key)
+        check_pk(cfg, stage, key)
         if stage.teacher is not None and stage.teacher not in earlier and not os.path.exists(stage.teacher):
             raise _error(f"config key '{key}.teacher' = {stage.teacher!r}: give an earlier stage "
                          f"({', '.join(earlier) or 'none before this one'}) or an existing model file")

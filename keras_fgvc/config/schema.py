@@ -129,6 +129,9 @@ class StageConfig:
     targets: dict = field(default_factory=dict)
     # Distillation: the teacher, a stage name of this run or a .keras model file.
     teacher: Optional[str] = None
+    # K: class-balanced training batches of P = data.batch_size / K classes with K images each
+    # (data/sampling.py), for batch-hard triplet and center losses. None: plain shuffling.
+    images_per_class: Optional[int] = None
 
 
 @dataclass
@@ -342,6 +345,9 @@ RANGES: dict[str, Range] = {
     "hotel_id.rerank_neighbours": _NON_NEGATIVE,
     "hotel_id.rerank_alpha": _NON_NEGATIVE,
     "cars.label_smoothing": _FRACTION,
+    "vipriors.tta_reference_size": Range(8),
+    "vipriors.demo_classes": Range(2, 30),
+    "vipriors.demo_images_per_split": Range(1),
 }
 
 # Allowed values for string choices; validate() checks them.
@@ -363,4 +369,5 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "runtime.distribute": ("auto", "none", "mirrored", "multi_worker", "tpu"),
     "tracking.wandb": ("offline", "online", "disabled"),
     "hotel_id.rerank": ("none", "dba_aqe"),
+    "vipriors.finetune": ("triplet", "arcface"),
 }

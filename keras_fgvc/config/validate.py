@@ -121,6 +121,20 @@ def to_config(tree: dict, source: str = "config") -> Config:
     return cfg
 
 
+def check_choices_in_tree(tree: dict):
+    """ConfigError for the first plain value of a ``schema.CHOICES`` key outside its choices, on a
+    composed tree before its interpolations resolve (interpolations themselves are skipped)."""
+    for dotted, allowed in CHOICES.items():
+        node = tree
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        for value in node if isinstance(node, list) else [node]:
+            if value is None and None not in allowed or isinstance(value, str) and value.startswith("${"):
+                continue
+            if value not in allowed:
+                raise ConfigError(f"config key '{dotted}' = {value!r}; choose one of: {', '.join(map(str, allowed))}")
+
+
 def check_ranges(cfg):
     """ConfigError for the first numeric value outside its ``schema.RANGES`` range, and for the
     relations between keys (fractions that leave nothing to train on, an unsafe run name)."""

@@ -131,3 +131,52 @@ def predict_tta(model_fn, images, views, reduce: str = "mean", output_key=None, 
     if reduce == "normalized_mean":
         mean = mean / np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
     return mean
+
+
+def scaled_views(views, image_size: int, reference_size: int = 224) -> list[dict]:
+    """``views`` written for a model trained at ``reference_size`` (VIPriors: 224), at ``image_size``.
+
+    Every length (``size``, ``shorter``, ``crop_size``) is multiplied by image_size / reference_size,
+    so the views keep their ratios to the training size: VIPriors' 224/320/380/448 become
+    64/91/109/128 for a 64 px model, and its 256 -> 224 centre crop keeps 7/8 of the shorter side.
+
+    Example:
+        >>> [v["size"] for v in scaled_views(TTA_PRESETS["multiscale"], 64)][::2]
+        [64, 91, 109, 128]
+    """
+    if isinstance(views, str):
+        views = TTA_PRESETS[views]
+    factor = image_size / reference_size
+    lengths = ("size", "shorter", "crop_size")
+    return [{**view, **{key: max(1, round(view[key] * factor)) for key in lengths if key in view}} for view in views]
+
+
+def source_size(views) -> int:
+    """The square size to decode images at for ``views``: their largest output or resize length."""
+    return max(max(int(view["size"]), int(view.get("shorter", 0))) for view in views)
+
+
+def predict_tta_batches(models_by_size: dict, batches, views, output_key: str = "logits") -> np.ndarray:
+    """Class probabilities of image batches, averaged over TTA views (``predict_tta`` per batch).
+
+    Args:
+        models_by_size: ``{size: model}`` holding one model (the same weights) per view size: a
+            classifier with a fixed input size is rebuilt at each size (its weights do not depend on it).
+        batches: iterable of image batches [B, H, W, C] at ``source_size(views)``.
+        views: view dicts (``scaled_views``) or a ``TTA_PRESETS`` name.
+        output_key: the logits output of the models; the softmax is averaged.
+
+    Returns:
+        float32 [N, classes], rows in the order of the batches.
+
+    Example:
+        >>> probs = predict_tta_batches({64: m64, 91: m91}, batches, scaled_views("multiscale", 64))  # doctest: +SKIP
+    """
+    import keras
+
+    def probabilities(batch):
+        logits = models_by_size[int(batch.shape[1])](batch, training=False)[output_key]
+        return keras.ops.softmax(keras.ops.cast(logits, "float32"), axis=-1)
+
+    parts = [predict_tta(probabilities, batch, views) for batch in batches]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)

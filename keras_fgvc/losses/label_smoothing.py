@@ -15,6 +15,12 @@ from keras import ops
 from keras_fgvc.losses.registry import register_loss
 
 
+def is_soft_target(y_true, y_pred) -> bool:
+    """True for one target row per sample over the classes ([B, N] against [B, N] logits), as
+    label mixing (augment/mixing.py) produces; False for integer labels ([B] or [B, 1])."""
+    return len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1] != 1
+
+
 def _int_labels(y_true):
     """(batch,) int32 labels from (batch,) or (batch, 1) integer-valued labels."""
     return ops.cast(ops.reshape(y_true, (-1,)), "int32")
@@ -38,10 +44,11 @@ def sparse_ce(ignore_class=None, **kwargs):
 @register_loss("label_smoothing_ce")
 @keras.saving.register_keras_serializable(package="keras_fgvc")
 class LabelSmoothingCrossEntropy(keras.losses.Loss):
-    """Label-smoothed softmax cross-entropy from logits, with integer labels.
+    """Label-smoothed softmax cross-entropy from logits, with integer labels or mixed one-hot rows.
 
     Per sample: ``(1 - epsilon) * (-log p_y) + epsilon * mean_j(-log p_j)`` where
-    ``p = softmax(logits)``; the batch mean by default.
+    ``p = softmax(logits)``; the batch mean by default. Rows ``q`` [B, N] (CutMix/MixUp targets)
+    replace ``-log p_y`` by ``-sum_j q_j log p_j``.
 
     Args:
         epsilon: smoothing mass spread uniformly over all classes (0 gives plain CE).
@@ -60,8 +67,13 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         log_probs = ops.log_softmax(y_pred, axis=-1)
-        labels = _int_labels(y_true)
-        nll = -ops.sum(ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=log_probs.dtype) * log_probs, axis=-1)
+        if is_soft_target(y_true, y_pred):
+            # Label-mixing augmentation (CutMix, MixUp) hands over mixed one-hot rows q; the loss is
+            # CE against (1 - eps) * q + eps / N, which for a one-hot q is the integer form below.
+            nll = -ops.sum(ops.cast(y_true, log_probs.dtype) * log_probs, axis=-1)
+        else:
+            labels = _int_labels(y_true)
+            nll = -ops.sum(ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=log_probs.dtype) * log_probs, axis=-1)
         uniform = -ops.mean(log_probs, axis=-1)
         return (1.0 - self.epsilon) * nll + self.epsilon * uniform
 

@@ -45,7 +45,8 @@ def split_tables(cfg, root: str) -> dict[str, pd.DataFrame]:
     for split, fraction in (("test", cfg.data.test_fraction), ("val", cfg.data.val_fraction)):
         if has_split(cfg.data.format, root, split):
             tables[split] = source_table(cfg, root, split)
-            _check_labels(tables[split], split, root)
+            # A challenge's test split may ship without labels (VIPriors): predicted, not scored.
+            _check_labels(tables[split], split, root, unlabelled_ok=split == "test")
             continue
         keep, carved = stratified_split(train[LABEL].to_numpy(), fraction, cfg.seed)
         tables[split] = train.iloc[carved].reset_index(drop=True)
@@ -56,9 +57,16 @@ def split_tables(cfg, root: str) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def _check_labels(table, split: str, root: str):
+def is_labelled(table) -> bool:
+    """Whether a split's rows carry labels (a checked split has all or none)."""
+    return LABEL in table.columns and not table[LABEL].isna().all()
+
+
+def _check_labels(table, split: str, root: str, unlabelled_ok: bool = False):
     if LABEL not in table.columns:
         raise DataError(f"{root}: the {split} split has no '{LABEL}' column (a classification data set needs one)")
+    if unlabelled_ok and not is_labelled(table):
+        return
     if table[LABEL].isna().any():
         row = int(np.flatnonzero(table[LABEL].isna().to_numpy())[0])
         raise DataError(f"{root}: the {split} split has rows without a label (first: row {row}, "
@@ -170,6 +178,9 @@ def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
                 trained.model, rows, cfg.data.image_size, max(cfg.data.batch_size, 64),
                 channels=cfg.model.img_channels, resize=cfg.data.resize, cache=cfg.data.cache,
                 cache_dir=cfg.data.cache_dir)
+            if not is_labelled(rows):
+                metrics[split] = {"rows": len(rows), "labelled": False}
+                continue
             scores, cm = evaluate(probabilities[split], rows[LABEL].to_numpy().astype(int), num_classes)
             if cm is not None and split == "test":
                 confused_classes_plot(cm, scores["most_confused"], names, os.path.join(trained.folder, "confusion.png"),

@@ -233,9 +233,20 @@ def load_teacher(cfg, stage, model_fn):
     return teacher
 
 
+def _accuracy(y_true, y_pred):
+    from keras import ops
+
+    from keras_fgvc.losses.label_smoothing import is_soft_target
+
+    # Mixed targets (CutMix in training) count their largest share as the label; integer labels
+    # (validation) as they are: one metric object serves both traced steps.
+    labels = ops.argmax(y_true, axis=-1) if is_soft_target(y_true, y_pred) else ops.reshape(y_true, (-1,))
+    return ops.cast(ops.equal(ops.cast(labels, "int32"), ops.cast(ops.argmax(y_pred, axis=-1), "int32")), "float32")
+
+
 def default_metrics(targets: dict) -> dict:
     """Accuracy on ``logits`` when a stage trains it (the metric every classifier logs)."""
-    return {"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]} if "logits" in targets else {}
+    return {"logits": [keras.metrics.MeanMetricWrapper(_accuracy, name="accuracy")]} if "logits" in targets else {}
 
 
 def _finished_stage(cfg, plan, stage, model_fn, folder) -> StageRun:
@@ -329,11 +340,16 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     spec = PipelineSpec(cfg.data.image_size, global_batch, targets=targets, label_input=label_input,
                         channels=stage_config(cfg, stage).model.img_channels, resize=cfg.data.resize,
                         box_mode=cfg.data.box_mode, cache=cfg.data.cache,
-                        cache_dir=cfg.data.cache_dir, seed=cfg.seed, num_classes=num_classes)
+                        cache_dir=cfg.data.cache_dir, seed=cfg.seed, num_classes=num_classes,
+                        # Each replica takes a consecutive slice of the global batch: P classes x K each.
+                        pk=(global_batch // stage.images_per_class, stage.images_per_class)
+                        if stage.images_per_class else None)
     image_layer, placement, mixing = stage_augmentation(cfg, stage, mask_bank)
     train_ds = build(train_rows, spec, training=True, augment=image_layer if placement == "data" else None, mixing=mixing)
     val_ds = build(val_rows, spec, training=False) if len(val_rows) else None
-    batches_per_pass = max(1, math.ceil(len(train_rows) / global_batch))
+    # A P x K pass holds whole batches only (data/sampling.py: labelled rows // (P * K)).
+    whole = stage.images_per_class is not None
+    batches_per_pass = max(1, len(train_rows) // global_batch if whole else math.ceil(len(train_rows) / global_batch))
     steps = train_cfg.steps_per_epoch or batches_per_pass
     init_path = init_weights(cfg, stage)
     with plan.strategy.scope():

@@ -84,10 +84,10 @@ def run(cfg) -> dict:
     if cfg.vipriors.ensemble:
         return ensemble(cfg)
     started = time.perf_counter()
-    root = data_root(cfg)
     trains = cfg.stage not in STEPS
     if not trains:  # stage=predict on its own: the stages it predicts with must have trained
         _trained_stages(cfg, required=True)
+    root = data_root(cfg)
     metrics = classifier.run(cfg, root) if trains else _read(os.path.join(cfg.run_dir, "metrics.json"))
     if cfg.stage in ("all", PREDICT):
         metrics[PREDICT] = predict(cfg, root)

@@ -195,3 +195,21 @@ def test_unknown_names_fail_at_compose_before_anything_runs():
         compose(["augment.preset=fivk"])
     with pytest.raises(ConfigError, match=r"data.format.*unknown data format 'imagefolders'.*Did you mean 'imagefolder'"):
         compose(["data.format=imagefolders"])
+
+
+# 3 does not divide 32; K = 1 has no positive; K = 32 leaves P = 1 (no negative); 8 gives P = 4.
+@pytest.mark.parametrize("value", ["3", "1", "32", "8"])
+def test_images_per_class_must_split_the_batch_into_p_by_k(value):
+    overrides = ["pipeline=vipriors", "data.batch_size=32", f"train.stages.1.images_per_class={value}"]
+    if value == "8":
+        assert compose(overrides).train.stages[1].images_per_class == 8
+        return
+    with pytest.raises(ConfigError, match=r"train.stages.1.images_per_class' = \d+: give K >= 2 that divides"):
+        compose(overrides)
+
+
+def test_a_bad_value_that_an_interpolation_selects_by_is_named_with_its_choices():
+    with pytest.raises(ConfigError, match="config key 'vipriors.finetune' = 'cosface'; choose one of: triplet, arcface"):
+        compose(["pipeline=vipriors", "vipriors.finetune=cosface"])
+    assert compose(["pipeline=vipriors", "vipriors.finetune=arcface"]).train.stages[1].model == {
+        "heads": ["softmax", "arcface"]}

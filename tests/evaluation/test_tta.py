@@ -83,3 +83,45 @@ def test_predict_tta_with_keras_model_dict_output():
     np.testing.assert_allclose(got, want, atol=1e-6)
     with pytest.raises(ValueError, match="reduce"):
         predict_tta(model, images, views, reduce="max")
+
+
+def test_vipriors_views_scaled_to_a_64_px_model():
+    from keras_fgvc.evaluation.tta import scaled_views, source_size
+
+    views = scaled_views("vipriors", 64)
+    # 224 / 320 / 380 / 448 x 64 / 224, the 256 -> 224 centre crop likewise (73 -> 64)
+    assert sorted({v["size"] for v in views}) == [64, 91, 109, 128]
+    assert len(views) == 16 and sum(v["flip"] for v in views) == 8
+    center = [v for v in views if v["crop"] == "center"]
+    assert {(v["shorter"], v["crop_size"]) for v in center} == {(73, 64)}
+    assert {tuple(v["area"]) for v in views if v["crop"] == "random_area"} == {(0.8, 1.0)}
+    assert source_size(views) == 128
+    assert scaled_views("vipriors", 224) == TTA_PRESETS["vipriors"]  # the report's own size: unchanged
+
+
+def test_predict_tta_batches_is_the_mean_of_each_views_softmax_from_the_model_of_its_size():
+    from keras_fgvc.evaluation.tta import predict_tta_batches
+
+    def model_at(size, weights=None):
+        inputs = keras.Input((size, size, 3))
+        x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        model = keras.Model(inputs, {"logits": keras.layers.Dense(3, name="dense")(x)})
+        if weights is not None:
+            model.set_weights(weights)
+        return model
+
+    small = model_at(8)
+    models = {8: small, 12: model_at(12, small.get_weights())}
+    views = make_views([{"crop": "center", "shorter": 12, "crop_size": 10}, {"crop": "none"}], sizes=(8, 12),
+                       flips=(False, True))
+    rng = np.random.default_rng(1)
+    batches = [rng.uniform(0, 255, size=(n, 12, 12, 3)).astype("float32") for n in (3, 2)]
+    got = predict_tta_batches(models, batches, views)
+    expected = []
+    for batch in batches:
+        per_view = [keras.ops.convert_to_numpy(keras.ops.softmax(models[v["size"]](apply_view(batch, v))["logits"]))
+                    for v in views]
+        expected.append(np.mean(per_view, axis=0))
+    np.testing.assert_allclose(got, np.concatenate(expected), atol=1e-6)
+    assert got.shape == (5, 3)

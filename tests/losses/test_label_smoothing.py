@@ -61,3 +61,19 @@ def test_config_roundtrip_and_range_check():
     assert (clone.epsilon, clone.name) == (0.2, "ls")
     with pytest.raises(ValueError, match="epsilon"):
         LabelSmoothingCrossEntropy(epsilon=1.5)
+
+
+def test_mixed_rows_from_cutmix_are_cross_entropy_against_the_smoothed_rows():
+    # CutMix hands over q = lam * onehot(a) + (1 - lam) * onehot(b); the loss is CE against
+    # (1 - eps) * q + eps / N, written out in NumPy.
+    labels, logits = random_batch()
+    partners = np.roll(labels, 1)
+    lam = np.linspace(0.2, 0.9, len(labels))[:, None]
+    eye = np.eye(logits.shape[1], dtype="float32")
+    mixed = (lam * eye[labels] + (1 - lam) * eye[partners]).astype("float32")
+    target = (1 - EPS) * mixed + EPS / logits.shape[1]
+    expected = -(target * np_log_softmax(logits)).sum(axis=1).mean()
+    loss = LabelSmoothingCrossEntropy(epsilon=EPS)
+    assert float(loss(mixed, logits)) == pytest.approx(expected, rel=1e-5)
+    # a one-hot row is the integer label
+    assert float(loss(eye[labels], logits)) == pytest.approx(float(loss(labels, logits)), rel=1e-6)

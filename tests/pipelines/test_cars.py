@@ -2,10 +2,6 @@
 ``task=compare`` over it. One sweep serves every assertion (tracing dominates small runs)."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -14,16 +10,11 @@ import tensorflow as tf
 import yaml
 
 from keras_fgvc.config.schema import IMAGENET_MEAN
+from tests.pipelines.cli import run_cli
 from keras_fgvc.data.sources import stanford_cars
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DROPOUTS = ("0.1", "0.2", "0.3")
 
-
-def run_cli(*args, cwd):
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args], cwd=cwd, capture_output=True, text=True)
-    return done, time.perf_counter() - started
 
 
 @pytest.fixture(scope="module")

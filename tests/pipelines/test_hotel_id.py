@@ -4,10 +4,6 @@ before), then a re-rank with DBA + alpha-QE and a 2-run ensemble on those files.
 every assertion (tracing dominates small runs)."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,16 +13,10 @@ import tensorflow as tf
 from keras_fgvc.data.sources import hotel_id as source
 from keras_fgvc.evaluation.metrics import map_at_k
 from keras_fgvc.evaluation.retrieval import load_embeddings, rank_classes
+from tests.pipelines.cli import run_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 K = 5
 
-
-def run_cli(*args, cwd):
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          check=False)
-    return done, time.perf_counter() - started
 
 
 @pytest.fixture(scope="module")

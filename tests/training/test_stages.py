@@ -167,3 +167,19 @@ def test_freeze_backbone_except_last_blocks_counts_blocks_not_layers():
     assert all(n.startswith(("block15_", "last", "head_conv")) for n in trainable) and any(n.startswith("block15_") for n in trainable)
     weighted = {layer.name for layer in backbone.layers if layer.weights}
     assert frozen == weighted - trainable and any(n.startswith("stem") for n in frozen)
+
+
+def test_default_accuracy_reads_integer_labels_and_cutmix_rows_alike():
+    from keras_fgvc.training.stages import default_metrics
+
+    logits = np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0], [1.0, 0.0, 4.0], [5.0, 1.0, 0.0]], "float32")
+    labels = np.array([0, 1, 0, 2])  # right, right, wrong, wrong
+    (metric,) = default_metrics({"logits": "label"})["logits"]
+    metric.update_state(labels, logits)
+    assert float(metric.result()) == 0.5
+    # mixed rows count their largest share: [0.7 a + 0.3 b] is class a
+    eye = np.eye(3, dtype="float32")
+    mixed = 0.7 * eye[labels] + 0.3 * eye[[2, 2, 1, 0]]
+    (metric,) = default_metrics({"logits": "label"})["logits"]
+    metric.update_state(mixed, logits)
+    assert float(metric.result()) == float(np.mean(labels == logits.argmax(1)))

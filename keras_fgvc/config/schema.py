@@ -345,6 +345,11 @@ RANGES: dict[str, Range] = {
     "hotel_id.rerank_neighbours": _NON_NEGATIVE,
     "hotel_id.rerank_alpha": _NON_NEGATIVE,
     "cars.label_smoothing": _FRACTION,
+    "squeeze.temperature": _POSITIVE,
+    "squeeze.alpha": Range(0, 1),
+    "squeeze.demo_classes": Range(2, 30),
+    "squeeze.demo_images_per_split": Range(1),
+    "squeeze.timing_seconds": _POSITIVE,
     "vipriors.tta_reference_size": Range(8),
     "vipriors.demo_classes": Range(2, 30),
     "vipriors.demo_images_per_split": Range(1),
@@ -369,5 +374,6 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "runtime.distribute": ("auto", "none", "mirrored", "multi_worker", "tpu"),
     "tracking.wandb": ("offline", "online", "disabled"),
     "hotel_id.rerank": ("none", "dba_aqe"),
+    "squeeze.teacher_losses": ("center", "prelogit_norm", "hard_mining", "batch_hard_triplet"),
     "vipriors.finetune": ("triplet", "arcface"),
 }

@@ -12,6 +12,7 @@ DRIVERS = {
     "fivek": "keras_fgvc.pipelines.pseudo_label",
     "cars": "keras_fgvc.pipelines.cars",
     "hotel_id": "keras_fgvc.pipelines.hotel_id",
+    "squeeze": "keras_fgvc.pipelines.squeeze",
     "vipriors": "keras_fgvc.pipelines.vipriors",
 }
 # tasks other than "train", shared by every pipeline -> module with run(cfg)

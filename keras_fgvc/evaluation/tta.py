@@ -162,7 +162,7 @@ def predict_tta_batches(models_by_size: dict, batches, views, output_key: str = 
     Args:
         models_by_size: ``{size: model}`` holding one model (the same weights) per view size: a
             classifier with a fixed input size is rebuilt at each size (its weights do not depend on it).
-        batches: iterable of image batches [B, H, W, C] at ``source_size(views)``.
+        batches: iterable of at least one image batch [B, H, W, C] at ``source_size(views)``.
         views: view dicts (``scaled_views``) or a ``TTA_PRESETS`` name.
         output_key: the logits output of the models; the softmax is averaged.
 
@@ -178,5 +178,4 @@ def predict_tta_batches(models_by_size: dict, batches, views, output_key: str = 
         logits = models_by_size[int(batch.shape[1])](batch, training=False)[output_key]
         return keras.ops.softmax(keras.ops.cast(logits, "float32"), axis=-1)
 
-    parts = [predict_tta(probabilities, batch, views) for batch in batches]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    return np.concatenate([predict_tta(probabilities, batch, views) for batch in batches])

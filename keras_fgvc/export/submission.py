@@ -29,7 +29,8 @@ def atomic_open(path, mode: str = "w", newline: str = ""):
     os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, newline=newline, encoding="utf-8") as handle:
+        text = {} if "b" in mode else {"newline": newline, "encoding": "utf-8"}
+        with os.fdopen(fd, mode, **text) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -5,7 +5,6 @@ the shared single-label classifier (``pipelines/classifier.py``). What is Cars-s
 here: its options group and the demo data set.
 """
 
-import os
 from dataclasses import dataclass
 
 from keras_fgvc.config.schema import register_pipeline_options
@@ -27,14 +26,11 @@ register_pipeline_options("cars", "cars", CarsConfig)
 
 def data_root(cfg) -> str:
     """``data.root``, or the demo Stanford Cars layout (generated on first use) for these settings."""
-    if cfg.data.root:
-        return cfg.data.root
     demo, classes = cfg.data.demo, cfg.cars.demo_classes
-    root = os.path.join(cfg.data.demo_root, f"cars-c{classes}-n{demo.num_images}-s{demo.image_size}-seed{cfg.seed}")
-    if not os.path.isfile(os.path.join(root, "cars_annos.mat")):
-        synthetic.make("cars", root, seed=cfg.seed, num_classes=classes,
-                       images_per_class=max(2, demo.num_images // classes), image_size=demo.image_size)
-    return root
+    return synthetic.demo_root(
+        cfg, f"cars-c{classes}-n{demo.num_images}-s{demo.image_size}", "cars_annos.mat",
+        lambda root: synthetic.make("cars", root, seed=cfg.seed, num_classes=classes,
+                                    images_per_class=max(2, demo.num_images // classes), image_size=demo.image_size))
 
 
 def training_table(cfg):

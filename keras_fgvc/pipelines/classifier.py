@@ -162,6 +162,7 @@ def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
     from keras_fgvc.tracking.wandb_run import start
     from keras_fgvc.training.stages import train_stage
 
+    started = time.perf_counter()
     wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage.name}", {**to_dict(cfg), "stage": stage.name})
     try:
         trained = train_stage(cfg, plan, stage, lambda stage_cfg: build_model(stage_cfg, num_classes),
@@ -201,5 +202,6 @@ def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
     if cfg.export.enabled and not trained.info.get("already_finished"):
         metrics["export"] = export_stage(cfg, trained.model, stage.name, tables["train"], tables["val"],
                                          tables["val"][LABEL].to_numpy().astype(int), classes=names)
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 1)  # training, evaluation and export
     rundir.write_json(os.path.join(trained.folder, "metrics.json"), metrics)
     return metrics

@@ -14,7 +14,6 @@
 (the model, losses, augmentation, schedule) is config: ``pipelines/hotel_id.yaml``.
 """
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -67,16 +66,13 @@ register_pipeline_options("hotel_id", "hotel_id", HotelIdConfig, steps=STEPS)
 
 def data_root(cfg) -> str:
     """``data.root``, or the demo Hotel-ID layout (generated on first use) for these settings."""
-    if cfg.data.root:
-        return cfg.data.root
     demo, options = cfg.data.demo, cfg.hotel_id
-    root = os.path.join(cfg.data.demo_root, f"hotel_id-h{options.demo_hotels}-n{options.demo_images_per_hotel}"
-                                            f"-t{demo.test_images}-s{demo.image_size}-seed{cfg.seed}")
-    if not os.path.isfile(os.path.join(root, "test_truth.csv")):
-        synthetic.make("hotel_id", root, seed=cfg.seed, num_hotels=options.demo_hotels,
-                       images_per_hotel=options.demo_images_per_hotel, image_size=demo.image_size,
-                       num_masks=options.demo_masks, test_images=demo.test_images)
-    return root
+    return synthetic.demo_root(
+        cfg, f"hotel_id-h{options.demo_hotels}-n{options.demo_images_per_hotel}-t{demo.test_images}-s{demo.image_size}",
+        "test_truth.csv",
+        lambda root: synthetic.make("hotel_id", root, seed=cfg.seed, num_hotels=options.demo_hotels,
+                                    images_per_hotel=options.demo_images_per_hotel, image_size=demo.image_size,
+                                    num_masks=options.demo_masks, test_images=demo.test_images))
 
 
 def training_table(cfg):
@@ -223,12 +219,7 @@ def check_inputs_of(cfg, step: str, will_train: bool):
 def read_metrics(cfg) -> dict:
     """The run's metrics.json so far (a step run on its own adds its part to it)."""
     path = os.path.join(cfg.run_dir, "metrics.json")
-    return read_json(path) if os.path.isfile(path) else {}
-
-
-def read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    return rundir.read_json(path) if os.path.isfile(path) else {}
 
 
 def num_classes_of(tables) -> int:
@@ -471,7 +462,7 @@ def rank_ensemble(cfg) -> dict:
 
     options, k = cfg.hotel_id, cfg.hotel_id.k
     runs = [os.path.join(run_folder, EMBED_DIR) for run_folder in options.ensemble]
-    infos = [read_json(os.path.join(folder, "embed.json")) for folder in runs]
+    infos = [rundir.read_json(os.path.join(folder, "embed.json")) for folder in runs]
     parts = {name: [load_part(folder, name) for folder in runs] for name in (GALLERY, VAL_QUERIES, TEST)}
     for name, loaded in parts.items():
         for run_folder, (_, ids, _) in zip(options.ensemble[1:], loaded[1:]):

@@ -61,16 +61,11 @@ def stage_label(stage) -> str:
 
 def data_root(cfg) -> str:
     """``data.root``, or the demo data set (generated on first use) for these demo settings."""
-    if cfg.data.root:
-        return cfg.data.root
     demo = cfg.data.demo
-    root = os.path.join(cfg.data.demo_root, f"fivek-n{demo.num_images}-s{demo.image_size}-seed{cfg.seed}")
-    if not os.path.isfile(os.path.join(root, "train_meta.csv")):
-        synthetic.make(
-            "fivek", root, seed=cfg.seed, num_images=demo.num_images, image_size=demo.image_size,
-            test_images=demo.test_images,
-        )
-    return root
+    return synthetic.demo_root(
+        cfg, f"fivek-n{demo.num_images}-s{demo.image_size}", "train_meta.csv",
+        lambda root: synthetic.make("fivek", root, seed=cfg.seed, num_images=demo.num_images,
+                                    image_size=demo.image_size, test_images=demo.test_images))
 
 
 def training_table(cfg) -> pd.DataFrame:

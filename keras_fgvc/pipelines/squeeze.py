@@ -65,18 +65,17 @@ def data_root(cfg) -> str:
         >>> data_root(compose(["pipeline=squeeze", "smoke=true"]))  # doctest: +SKIP
         'data/demo/smoke/squeeze-c3-n6-s32-seed0'
     """
-    if cfg.data.root:
-        return cfg.data.root
-    if cfg.data.format != "csv":
+    if not cfg.data.root and cfg.data.format != "csv":
         raise UserError(f"data.format={cfg.data.format} needs data.root (the demo data is data.format=csv)")
-    options = cfg.squeeze
-    root = os.path.join(cfg.data.demo_root, f"squeeze-c{options.demo_classes}-n{options.demo_images_per_split}"
-                                            f"-s{cfg.data.demo.image_size}-seed{cfg.seed}")
-    if not os.path.isfile(os.path.join(root, "test.csv")):
+    options, size = cfg.squeeze, cfg.data.demo.image_size
+
+    def generate(root):
         synthetic.make("imagenet_subset", root, seed=cfg.seed, num_classes=options.demo_classes,
-                       images_per_split=options.demo_images_per_split, image_size=cfg.data.demo.image_size)
+                       images_per_split=options.demo_images_per_split, image_size=size)
         write_split_tables(root)
-    return root
+
+    return synthetic.demo_root(cfg, f"squeeze-c{options.demo_classes}-n{options.demo_images_per_split}-s{size}",
+                               "test.csv", generate)
 
 
 def write_split_tables(root: str):

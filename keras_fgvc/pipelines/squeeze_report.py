@@ -12,12 +12,12 @@ Writes ``report.md`` (both tables and the distillation gain per student width), 
 ``report.json`` in the run folder, and prints the tables.
 """
 
-import json
 import os
 
 import pandas as pd
 
 from keras_fgvc.errors import UserError
+from keras_fgvc.tracking.run_dir import read_json
 
 # (key, heading) of the model table, in order; the images/s columns (one per squeeze.timing_batches) follow.
 COLUMNS = (
@@ -28,11 +28,6 @@ COLUMNS = (
 # Ablation columns: seed 003's names -> the registry loss that stands for it.
 ABLATION_LOSSES = (("center loss", "center"), ("PLN", "prelogit_norm"), ("HIM", "hard_mining"),
                    ("triplet", "batch_hard_triplet"))
-
-
-def read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
 
 
 def check_report_inputs(cfg) -> None:
@@ -71,20 +66,7 @@ def columns(cfg) -> list:
     return [*COLUMNS, *timed, ("wall_seconds", "stage wall s")]
 
 
-def stage_wall_seconds(cfg) -> dict:
-    """``{stage: seconds}`` from file times: a stage (training, evaluation, export) ends when its
-    metrics.json is written; it starts when the stage before it ended (the first: config.yaml).
-    Only meaningful for stages trained in one ``stage=all`` run; None where times go backwards."""
-    previous = os.path.getmtime(os.path.join(cfg.run_dir, "config.yaml"))
-    seconds = {}
-    for stage in cfg.train.stages:
-        ended = os.path.getmtime(os.path.join(cfg.run_dir, stage.name, "metrics.json"))
-        seconds[stage.name] = round(ended - previous, 1) if ended >= previous else None
-        previous = ended
-    return seconds
-
-
-def stage_row(cfg, stage, num_classes: int, wall) -> dict:
+def stage_row(cfg, stage, num_classes: int) -> dict:
     """The report row of a trained stage (its model rebuilt at the stage's config, best weights)."""
     from keras_fgvc.models import build_model
     from keras_fgvc.training.callbacks import BEST
@@ -102,7 +84,7 @@ def stage_row(cfg, stage, num_classes: int, wall) -> dict:
         "tflite_float32_mb": exports.get("tflite_float32", {}).get("size_mb"),
         "tflite_int8_mb": exports.get("tflite_int8", {}).get("size_mb"),
         "val_top1": metrics.get("val", {}).get("top1"), "test_top1": metrics.get("test", {}).get("top1"),
-        **speed(model, cfg, cfg.squeeze.timing_seconds), "wall_seconds": wall,
+        **speed(model, cfg, cfg.squeeze.timing_seconds), "wall_seconds": metrics.get("wall_seconds"),
     }
 
 
@@ -215,9 +197,8 @@ def write(cfg, root: str) -> dict:
 
     check_report_inputs(cfg)
     num_classes = int(read_json(os.path.join(cfg.run_dir, "metrics.json"))["data"]["classes"])
-    walls = stage_wall_seconds(cfg)
     rows = [user_teacher_row(cfg, user_teacher(cfg), root)] if user_teacher(cfg) else []
-    rows += [stage_row(cfg, stage, num_classes, walls[stage.name]) for stage in cfg.train.stages]
+    rows += [stage_row(cfg, stage, num_classes) for stage in cfg.train.stages]
     report = {"rows": rows, "ablation": ablation_rows(cfg, rows), "gains": distillation_gains(cfg, rows),
               "device": _device(), "image_size": cfg.data.image_size}
     ablation_columns = [("stage", "stage"), ("augmentation", "augmentation"),

@@ -17,7 +17,6 @@ Run folder, besides the classifier's: ``predict/rows.json`` (the val/test ids an
 probabilities are in the order of), ``predict/<stage>/{val,test}_tta.npy``, ``predict/metrics.json``.
 """
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -57,15 +56,11 @@ register_pipeline_options("vipriors", "vipriors", VipriorsConfig, steps=STEPS)
 
 def data_root(cfg) -> str:
     """``data.root``, or the demo ImageNet subset (generated on first use) for these settings."""
-    if cfg.data.root:
-        return cfg.data.root
-    v = cfg.vipriors
-    root = os.path.join(cfg.data.demo_root, f"vipriors-c{v.demo_classes}-n{v.demo_images_per_split}-"
-                                            f"s{cfg.data.demo.image_size}-seed{cfg.seed}")
-    if not os.path.isfile(os.path.join(root, "test_truth.csv")):
-        synthetic.make("imagenet_subset", root, seed=cfg.seed, num_classes=v.demo_classes,
-                       images_per_split=v.demo_images_per_split, image_size=cfg.data.demo.image_size)
-    return root
+    v, size = cfg.vipriors, cfg.data.demo.image_size
+    return synthetic.demo_root(
+        cfg, f"vipriors-c{v.demo_classes}-n{v.demo_images_per_split}-s{size}", "test_truth.csv",
+        lambda root: synthetic.make("imagenet_subset", root, seed=cfg.seed, num_classes=v.demo_classes,
+                                    images_per_split=v.demo_images_per_split, image_size=size))
 
 
 def training_table(cfg):
@@ -88,17 +83,12 @@ def run(cfg) -> dict:
     if not trains:  # stage=predict on its own: the stages it predicts with must have trained
         _trained_stages(cfg, required=True)
     root = data_root(cfg)
-    metrics = classifier.run(cfg, root) if trains else _read(os.path.join(cfg.run_dir, "metrics.json"))
+    metrics = classifier.run(cfg, root) if trains else rundir.read_json(os.path.join(cfg.run_dir, "metrics.json"))
     if cfg.stage in ("all", PREDICT):
         metrics[PREDICT] = predict(cfg, root)
         metrics.update(val_top1_tta=metrics[PREDICT]["val_top1_tta"], wall_seconds=round(time.perf_counter() - started, 1))
     rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), metrics)
     return metrics
-
-
-def _read(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
 
 
 def _trained_stages(cfg, required: bool = False) -> list:
@@ -117,7 +107,7 @@ def predict(cfg, root: str) -> dict:
     """TTA probabilities of every trained stage on val and test; scores, files, the submission."""
     from keras_fgvc.data.normalization import with_dataset_statistics
     from keras_fgvc.data.prepare import check_tables
-    from keras_fgvc.evaluation.tta import scaled_views, source_size
+    from keras_fgvc.evaluation.tta import predict_tta_batches, scaled_views, source_size
 
     tables = classifier.split_tables(cfg, root)
     checked, _ = check_tables(cfg, tables)
@@ -132,12 +122,13 @@ def predict(cfg, root: str) -> dict:
                                                    "classes": tables["train"].attrs.get("classes")})
     result = {"views": len(views), "view_sizes": sorted({v["size"] for v in views}), "stages": {}}
     for stage in _trained_stages(cfg):
-        single = _read(os.path.join(cfg.run_dir, stage.name, "metrics.json")).get("val", {})
+        single = rundir.read_json(os.path.join(cfg.run_dir, stage.name, "metrics.json")).get("val", {})
         models = _models_by_size(cfg, stage, num_classes, {v["size"] for v in views})
         probabilities = {}
         for split in ("val", "test"):
-            batches = _image_batches(cfg, tables[split], source_size(views))
-            probabilities[split] = _tta(models, batches, views, num_classes)
+            rows = tables[split]
+            probabilities[split] = (predict_tta_batches(models, _image_batches(cfg, rows, source_size(views)), views)
+                                    if len(rows) else np.zeros((0, num_classes), np.float32))
             _save(os.path.join(folder, stage.name, f"{split}_tta.npy"), probabilities[split])
         tta = scores(probabilities["val"], val_labels)
         result["stages"][stage.name] = {"single": {k: single.get(k) for k in ("top1", "top5")}, "tta": tta}
@@ -161,10 +152,10 @@ def _fmt(value) -> str:
 
 def _save(path: str, array: np.ndarray):
     """``np.save`` through a temporary file, so a kill never leaves half an array under ``path``."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    from keras_fgvc.export.submission import atomic_open
+
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, array)
 
 
 def scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
@@ -188,8 +179,8 @@ def _models_by_size(cfg, stage, num_classes: int, sizes) -> dict:
 
     trained = build_model(stage_config(cfg, stage), num_classes)
     trained.load_weights(os.path.join(stage_folder(cfg, stage.name), BEST))
-    models = {}
-    for size in sorted(sizes):
+    models = {cfg.data.image_size: trained}
+    for size in sorted(set(sizes) - {cfg.data.image_size}):
         sized = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=int(size)))
         models[size] = build_model(stage_config(sized, stage), num_classes)
         models[size].set_weights(trained.get_weights())
@@ -202,14 +193,7 @@ def _image_batches(cfg, table, size: int):
 
     spec = PipelineSpec(size, max(cfg.data.batch_size, 32), channels=cfg.model.img_channels, resize=cfg.data.resize,
                         box_mode=cfg.data.box_mode, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir)
-    return (inputs["image"] for inputs in build(table, spec, training=False)) if len(table) else ()
-
-
-def _tta(models, batches, views, num_classes: int) -> np.ndarray:
-    from keras_fgvc.evaluation.tta import predict_tta_batches
-
-    probabilities = predict_tta_batches(models, batches, views)
-    return probabilities if len(probabilities) else np.zeros((0, num_classes), np.float32)
+    return (inputs["image"] for inputs in build(table, spec, training=False))
 
 
 def write_challenge_csv(path: str, image_ids, probabilities: np.ndarray):
@@ -217,11 +201,7 @@ def write_challenge_csv(path: str, image_ids, probabilities: np.ndarray):
     per test image, written atomically."""
     import pandas as pd
 
-    from keras_fgvc.export.submission import atomic_open
-
-    frame = pd.DataFrame({"Image IDs": list(image_ids), "Predictions": probabilities.argmax(1).astype(int)})
-    with atomic_open(path) as handle:
-        frame.to_csv(handle, index=False)
+    rundir.write_table(path, pd.DataFrame({"Image IDs": list(image_ids), "Predictions": probabilities.argmax(1)}))
 
 
 # --- ensemble ------------------------------------------------------------------------------------
@@ -265,9 +245,9 @@ def _member(path: str) -> dict:
         if not os.path.isfile(name):
             raise UserError(f"vipriors.ensemble: {name} not found (run the predict step of {path} first: "
                             "stage=all or stage=predict)")
-    metrics = _read(needed[0])
+    metrics = rundir.read_json(needed[0])
     stage = metrics["submission_stage"]
-    member = {"path": path, "stage": stage, "rows": _read(needed[1]), "val_top1_tta": metrics.get("val_top1_tta")}
+    member = {"path": path, "stage": stage, "rows": rundir.read_json(needed[1]), "val_top1_tta": metrics.get("val_top1_tta")}
     for split in ("val", "test"):
         file = os.path.join(folder, stage, f"{split}_tta.npy")
         if not os.path.isfile(file):

@@ -31,5 +31,10 @@ def write_json(path: str, data: dict):
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
 def write_table(path: str, table):
     atomic_write_text(path, table.to_csv(index=False))

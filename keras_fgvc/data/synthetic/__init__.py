@@ -19,3 +19,22 @@ def make(name: str, root: str, seed: int = 0, **kwargs) -> str:
     if name not in GENERATORS:
         raise KeyError(f"no demo data for '{name}'; available: {', '.join(sorted(GENERATORS))}")
     return importlib.import_module(GENERATORS[name]).make(root, seed=seed, **kwargs)
+
+
+def demo_root(cfg, folder: str, marker: str, generate) -> str:
+    """``data.root`` when a config gives one; else the demo folder ``<data.demo_root>/<folder>-seed<seed>``,
+    made by ``generate(root)`` unless it holds ``marker`` (the file its generator writes last), so a
+    demo is generated once per settings and an interrupted one is made again.
+
+    Example:
+        >>> demo_root(cfg, "cars-c20-n800-s128", "cars_annos.mat", lambda root: make("cars", root))  # doctest: +SKIP
+        'data/demo/cars-c20-n800-s128-seed0'
+    """
+    import os
+
+    if cfg.data.root:
+        return cfg.data.root
+    root = os.path.join(cfg.data.demo_root, f"{folder}-seed{cfg.seed}")
+    if not os.path.isfile(os.path.join(root, marker)):
+        generate(root)
+    return root

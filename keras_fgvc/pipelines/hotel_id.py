@@ -289,11 +289,17 @@ def embed(cfg, model, tables) -> dict:
     building = f"{final}.tmp-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     gallery = pd.concat([tables["train"], tables["val"]], ignore_index=True)
-    parts = {GALLERY: (gallery, None), VAL_QUERIES: (tables["val"], val_boxes(cfg, tables["val"])),
-             TEST: (tables["test"], None)}
-    for name, (rows, boxes) in parts.items():
+    # The training rows are batched on their own, exactly as the per-epoch validation batched them:
+    # a batch mixing train and val rows changes the kernels' summation order, and that last-bit
+    # noise flips near-tied rankings, so rank's val MAP would not reproduce the checkpoint's.
+    gallery_batches = image_batches(cfg, tables["train"], with_ids=True).concatenate(
+        image_batches(cfg, tables["val"], with_ids=True))
+    parts = {GALLERY: (gallery, gallery_batches),
+             VAL_QUERIES: (tables["val"], image_batches(cfg, tables["val"], val_boxes(cfg, tables["val"]), True)),
+             TEST: (tables["test"], image_batches(cfg, tables["test"], with_ids=True))}
+    for name, (rows, batches) in parts.items():
         folder = os.path.join(building, name)
-        extract_embeddings(embed_fn, image_batches(cfg, rows, boxes, with_ids=True), folder)
+        extract_embeddings(embed_fn, batches, folder)
         np.save(os.path.join(folder, LABELS_FILE), rows[LABEL].fillna(-1).to_numpy().astype(np.int64))
     info = {"flip_tta": cfg.hotel_id.flip_tta, "train_rows": len(tables["train"]), "val_rows": len(tables["val"]),
             "test_rows": len(tables["test"]), "dim": int(model.output["embedding"].shape[-1])}
@@ -345,9 +351,11 @@ def rank(cfg, model, tables) -> dict:
     # Validation: the occluded val photos against the training photos only (their clean copies are
     # in the gallery, after the training rows).
     queries, train_gallery = rerank(cfg, val_queries, gallery[:train_rows])
-    val_ranked, val_scores = rank_classes(queries, train_gallery, gallery_labels[:train_rows], k=k)
+    # Every vector here is already unit length (embedding_function, re-ranking): normalising again
+    # would move them by an ulp and could reorder near-ties against the per-epoch validation.
+    val_ranked, val_scores = rank_classes(queries, train_gallery, gallery_labels[:train_rows], k=k, normalize=False)
     queries, full_gallery = rerank(cfg, test, gallery)
-    test_ranked, test_scores = rank_classes(queries, full_gallery, gallery_labels, k=k)
+    test_ranked, test_scores = rank_classes(queries, full_gallery, gallery_labels, k=k, normalize=False)
     val_key, test_key = metric_keys(cfg)
     result = {val_key: map_at_k(val_labels, val_ranked, k), "k": k,
               "flip_tta": cfg.hotel_id.flip_tta, "rerank": cfg.hotel_id.rerank, "gallery_rows": len(gallery),

@@ -91,7 +91,9 @@ def test_rank_equals_rank_classes_on_the_embed_files(steps):
     embed = steps["run"] / "embed"
     gallery, _ = load_embeddings(str(embed / "gallery"))
     test, _ = load_embeddings(str(embed / "test"))
-    expected, _ = rank_classes(test, gallery, np.load(embed / "gallery" / "labels.npy"), k=K)
+    # The embed files are unit vectors and rank ranks them as they are (normalize=False)
+    np.testing.assert_allclose(np.linalg.norm(gallery, axis=1), 1.0, atol=1e-5)
+    expected, _ = rank_classes(test, gallery, np.load(embed / "gallery" / "labels.npy"), k=K, normalize=False)
     np.testing.assert_array_equal(np.load(steps["run"] / "rank" / "test_ranked.npy"), expected)
 
 

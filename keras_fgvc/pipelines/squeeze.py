@@ -11,7 +11,8 @@ The stages are ``pipelines/squeeze.yaml`` values and run through the shared sing
     report    ``report.md`` / ``report.csv``: one row per model (``pipelines/squeeze_report.py``)
 
 A user's teacher (``squeeze.teacher=model.keras`` or ``.h5``) replaces the ``teacher*`` stages;
-``squeeze.students=false`` trains the teacher levels only (the ablation runs).
+``squeeze.students`` names the student backbones to train (``[]``: the teacher levels only, the
+ablation runs).
 """
 
 import dataclasses
@@ -31,6 +32,8 @@ TEACHER_PREFIX = "teacher"
 # The teacher's extra losses of seed 003 (its ablation columns besides augmentation), by registry name.
 TEACHER_EXTRAS = ("center", "prelogit_norm", "hard_mining", "batch_hard_triplet")
 TEACHER_FILE_TYPES = (".keras", ".h5")
+# Seed 003's students: SqueezeNext-23v5 at widths 1.0x and 2.0x.
+STUDENT_BACKBONES = ("squeezenext_23v5_100", "squeezenext_23v5_200")
 STEPS = ("report",)
 
 
@@ -45,8 +48,9 @@ class SqueezeConfig:
     alpha: float = 0.1
     # The teacher's extra losses that stay on (the ablation: one override per row of seed 003's table).
     teacher_losses: list = field(default_factory=lambda: list(TEACHER_EXTRAS))
-    # False: only the teacher stages and the report (the ablation runs need no students).
-    students: bool = True
+    # The student backbones whose stages (alone and distilled) this run trains, by the stages'
+    # model.backbone; [] trains the teacher levels only (the ablation runs need no students).
+    students: list = field(default_factory=lambda: list(STUDENT_BACKBONES))
     # Demo data: classes and images per class in each of train, val and test.
     demo_classes: int = 10
     demo_images_per_split: int = 40
@@ -131,13 +135,25 @@ def teacher_logits_size(model) -> int:
 
 def run_stages(cfg):
     """``cfg`` with the stages this run trains: no teacher stages under a user's teacher, no
-    student stages with ``squeeze.students=false``, and the teacher's extra losses that
-    ``squeeze.teacher_losses`` leaves out removed (hard mining falls back to its base loss)."""
+    student stages but those of the ``squeeze.students`` backbones, and the teacher's extra losses
+    that ``squeeze.teacher_losses`` leaves out removed (hard mining falls back to its base loss)."""
     stages = [s for s in cfg.train.stages if not (user_teacher(cfg) and is_teacher_stage(s))]
-    if not cfg.squeeze.students:
-        stages = [s for s in stages if is_teacher_stage(s)]
+    stages = [s for s in stages if is_teacher_stage(s) or student_backbone(s) in cfg.squeeze.students]
     stages = [without_extras(s, cfg.squeeze.teacher_losses) for s in stages]
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, stages=stages))
+
+
+def student_backbone(stage) -> str | None:
+    return stage.model.get("backbone")
+
+
+def check_students(cfg) -> None:
+    """Each ``squeeze.students`` entry is the backbone of a student stage of the YAML."""
+    known = sorted({student_backbone(s) for s in cfg.train.stages if not is_teacher_stage(s)} - {None})
+    for name in cfg.squeeze.students:
+        if name not in known:
+            raise UserError(f"config key 'squeeze.students': {name!r} is no student stage's backbone; "
+                            f"choose from {', '.join(known)} (or [] for the teacher levels only)")
 
 
 def without_extras(stage, keep):
@@ -166,12 +182,13 @@ def without_extras(stage, keep):
 def check_can_run(cfg, trained) -> None:
     """Before anything is written: a user teacher loads and fits the data; ``stage=`` names a stage
     this run trains; ``stage=report`` finds the run's files."""
+    check_students(cfg)
     batches = cfg.squeeze.timing_batches
     if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in batches):
         raise UserError(f"config key 'squeeze.timing_batches' = {batches!r}: give batch sizes, integers >= 1")
     names = [s.name for s in trained.train.stages]
     if cfg.stage not in ("all", *STEPS) and cfg.stage not in names:
-        why = "a teacher file replaces the teacher stages" if user_teacher(cfg) else "squeeze.students=false"
+        why = "a teacher file replaces the teacher stages" if user_teacher(cfg) else "squeeze.students leaves it out"
         raise UserError(f"stage={cfg.stage} is not trained in this run ({why}); stages: {', '.join(names)}")
     if cfg.stage == "report":
         from keras_fgvc.pipelines.squeeze_report import check_report_inputs

@@ -1,5 +1,5 @@
-"""pipeline=squeeze end to end: one smoke run of every stage (three teacher levels, two student widths
-alone and distilled) and its report through ``run.py`` in a subprocess; the assertions read its files.
+"""pipeline=squeeze end to end: one smoke run of every stage (three teacher levels, the 1.0x student
+alone and distilled: smoke's ``squeeze.students``) and its report through ``run.py`` in a subprocess; the assertions read its files.
 Distillation is checked in-process on that run's weights: the KD loss of a batch is Hinton's formula
 computed by hand, and the teacher is bit-identical after a student epoch of the engine."""
 
@@ -22,7 +22,8 @@ from keras_fgvc.training import stages as engine
 from tests.pipelines.cli import run_cli
 
 TEACHERS = ["teacher0", "teacher1", "teacher2"]
-STUDENTS = ["student_100_alone", "student_100_kd", "student_200_alone", "student_200_kd"]
+STUDENTS = ["student_100_alone", "student_100_kd"]  # smoke trains one width (squeeze.students)
+EVERY_STUDENT = STUDENTS + ["student_200_alone", "student_200_kd"]
 
 
 
@@ -60,7 +61,7 @@ def test_every_stage_trains_once_and_the_report_repeats_its_scores(smoke):
         assert row.test_top1 == pytest.approx(metrics["test"]["top1"])
         assert row.params == metrics["params"]
         assert row.images_per_second_1 > 0 and row.wall_seconds > 0  # smoke: batch 1 only (squeeze.timing_batches)
-    assert "| student_200_kd |" in stdout and "## Teacher ablation" in stdout
+    assert "| student_100_kd |" in stdout and "## Teacher ablation" in stdout
 
 
 def test_report_params_and_sizes_are_the_rebuilt_models_and_their_files(smoke):
@@ -69,7 +70,7 @@ def test_report_params_and_sizes_are_the_rebuilt_models_and_their_files(smoke):
     _, cfg, _ = smoke
     report = pd.read_csv(os.path.join(cfg.run_dir, "report.csv")).set_index("model")
     backbones = {}
-    for stage in cfg.train.stages:
+    for stage in squeeze.run_stages(cfg).train.stages:
         stage_cfg = engine.stage_config(cfg, stage)
         model = build_model(stage_cfg, 3)
         assert report.loc[stage.name, "params"] == model.count_params()
@@ -77,8 +78,7 @@ def test_report_params_and_sizes_are_the_rebuilt_models_and_their_files(smoke):
         assert report.loc[stage.name, "weights_mb"] == pytest.approx(os.path.getsize(weights) / 1e6)
         backbones[stage.name] = stage_cfg.model.backbone
     assert backbones["teacher2"] == "ghostnet_050"  # the smoke teacher (Inception-ResNet-v2 needs 75 px)
-    assert backbones["student_100_kd"] == "squeezenext_23v5_100" and backbones["student_200_kd"] == "squeezenext_23v5_200"
-    assert report.loc["student_100_alone", "params"] < report.loc["student_200_alone", "params"]
+    assert backbones["student_100_alone"] == backbones["student_100_kd"] == "squeezenext_23v5_100"
 
 
 def test_teacher_levels_warm_start_and_students_start_from_scratch(smoke):
@@ -102,7 +102,7 @@ def test_each_teacher_level_trains_its_recipe_losses(smoke):
     assert [t.weight for t in stages["teacher1"].losses["pre_logits"]] == [1e-5, 1e-5]  # seed 003, level 1
     assert [t.weight for t in stages["teacher2"].losses["pre_logits"]] == [1e-4, 1e-4]  # seed 003, level 2
     assert stages["teacher2"].train == {"learning_rate": 5e-5}
-    for name in ("student_100_kd", "student_200_kd"):
+    for name in ("student_100_kd",):
         assert "logits_distillation" in pd.read_csv(os.path.join(cfg.run_dir, name, "history.csv")).columns
         assert stages[name].teacher == "teacher2"
 
@@ -116,9 +116,11 @@ def test_report_md_has_the_ablation_and_the_distillation_verdict_per_width(smoke
         (False, False, False, False), (True, True, False, False), (True, True, True, True)]
     gains = {g["backbone"]: g for g in report["gains"]}
     rows = {r["model"]: r for r in report["rows"]}
-    assert gains["squeezenext_23v5_200"]["test_gain"] == pytest.approx(
-        rows["student_200_kd"]["test_top1"] - rows["student_200_alone"]["test_top1"])
-    assert text.count("distillation") >= 2 and "squeezenext_23v5_100:" in text
+    assert list(gains) == ["squeezenext_23v5_100"]
+    assert gains["squeezenext_23v5_100"]["test_gain"] == pytest.approx(
+        rows["student_100_kd"]["test_top1"] - rows["student_100_alone"]["test_top1"])
+    verdict = "beats" if gains["squeezenext_23v5_100"]["test_gain"] > 0 else "does not beat"
+    assert f"- squeezenext_23v5_100: distillation {verdict} the student trained alone" in text
 
 
 def distillation_trainer(cfg, stage_name, num_classes):
@@ -213,17 +215,24 @@ def test_a_user_teacher_file_replaces_the_teacher_stages(smoke, tmp_path):
         assert squeeze.teacher_logits_size(squeeze.load_user_teacher(path)) == 3
     trained = squeeze.run_stages(compose(overrides(root) + [f"squeeze.teacher={paths[0]}"]))
     assert [s.name for s in trained.train.stages] == STUDENTS
-    assert [s.teacher for s in trained.train.stages if s.teacher] == [paths[0], paths[0]]
+    assert [s.teacher for s in trained.train.stages if s.teacher] == [paths[0]]
 
 
 def test_teacher_losses_override_is_one_ablation_row(smoke):
     root, _, _ = smoke
-    cfg = squeeze.run_stages(compose(overrides(root) + ["squeeze.teacher_losses=[center]", "squeeze.students=false"]))
+    cfg = squeeze.run_stages(compose(overrides(root) + ["squeeze.teacher_losses=[center]", "squeeze.students=[]"]))
     stages = {s.name: s for s in cfg.train.stages}
     assert list(stages) == TEACHERS
     assert [t.name for t in stages["teacher1"].losses["pre_logits"]] == ["center"]
     assert [t.name for t in stages["teacher2"].losses["logits"]] == ["sparse_ce"]  # hard mining off: its base loss
     assert "embedding" not in stages["teacher2"].losses
+
+
+def test_students_picks_the_student_stages_by_backbone():
+    default = squeeze.run_stages(compose(["pipeline=squeeze"]))
+    assert [s.name for s in default.train.stages] == TEACHERS + EVERY_STUDENT
+    wide = squeeze.run_stages(compose(["pipeline=squeeze", "squeeze.students=[squeezenext_23v5_200]"]))
+    assert [s.name for s in wide.train.stages] == TEACHERS + EVERY_STUDENT[2:]
 
 
 @pytest.mark.parametrize("override", ["squeeze.teacher_losses=[centre]", "squeeze.alpha=1.5", "squeeze.temperature=0",
@@ -243,5 +252,8 @@ def test_an_unloadable_teacher_file_is_a_user_error_before_anything_is_written(t
     assert not (tmp_path / "runs").exists() and not (tmp_path / "demo").exists()
     with pytest.raises(UserError, match="model file"):
         squeeze.load_user_teacher(str(tmp_path / "teacher.txt"))
+    with pytest.raises(UserError, match="'squeeze.students': 'resnet50' is no student stage's backbone"):
+        squeeze.run(compose(overrides(tmp_path) + ["squeeze.students=[resnet50]"]))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "demo").exists()
     with pytest.raises(UserError, match="timing_batches"):
         squeeze.run(compose(overrides(tmp_path) + ["squeeze.timing_batches=[0]"]))

@@ -1,4 +1,4 @@
-"""pipeline=cars end to end: a 3-job smoke sweep through ``run.py -m`` in a subprocess, then
+"""pipeline=cars end to end: a 2-job smoke sweep through ``run.py -m`` in a subprocess, then
 ``task=compare`` over it. One sweep serves every assertion (tracing dominates small runs)."""
 
 import json
@@ -13,7 +13,7 @@ from keras_fgvc.config.schema import IMAGENET_MEAN
 from tests.pipelines.cli import run_cli
 from keras_fgvc.data.sources import stanford_cars
 
-DROPOUTS = ("0.1", "0.2", "0.3")
+DROPOUTS = ("0.1", "0.3")  # two jobs show a sweep as well as three (each job costs ~50 s)
 
 
 
@@ -24,7 +24,7 @@ def sweep(tmp_path_factory):
                             f"runs_root={root}/runs", f"export.dir={root}/saved", f"data.demo_root={root}/demo", cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = [root / "runs" / "cars" / f"smoke-model.dropout={d}" for d in DROPOUTS]
-    print(f"cars smoke sweep: 3 runs in {seconds:.0f} s")
+    print(f"cars smoke sweep: {len(DROPOUTS)} runs in {seconds:.0f} s")
     return root, runs, done.stdout
 
 
@@ -34,7 +34,7 @@ def test_each_sweep_job_has_its_own_run_folder_with_its_value(sweep):
         config = yaml.safe_load((run / "config.yaml").read_text())
         assert config["model"]["dropout"] == float(dropout)
         assert config["name"] == f"smoke-model.dropout={dropout}"
-    assert stdout.count("[") >= 3 and "[3/3]" in stdout
+    assert stdout.count("[") >= 2 and "[2/2]" in stdout
 
 
 def test_reported_test_top1_matches_predictions_and_the_source_labels(sweep):
@@ -57,7 +57,7 @@ def test_reported_test_top1_matches_predictions_and_the_source_labels(sweep):
 def test_train_set_normalisation_is_measured_and_recorded(sweep):
     _, runs, _ = sweep
     means = [yaml.safe_load((run / "config.yaml").read_text())["model"]["mean"] for run in runs]
-    assert means[0] == means[1] == means[2]  # the same train rows, read from the cache
+    assert means[0] == means[1]  # the same train rows, read from the cache
     assert len(means[0]) == 3 and not np.allclose(means[0], IMAGENET_MEAN, atol=1e-3)
     assert all(0.0 < m < 1.0 for m in means[0])
 

@@ -13,11 +13,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from _record import emit, result_row
 
-from keras_fgvc.augment import RandAugment, presets  # noqa: E402
+from keras_fgvc.augment import RandAugment, presets
 
 
 def synthetic_images(count, size, seed=0):
@@ -92,6 +93,12 @@ def main():
     print(f"{'pipeline':<36} {'images/s':>10} {'ratio':>8} {'goal':>8}")
     for name, ips, ratio, goal in rows:
         print(f"{name:<36} {ips:>10.1f} {ratio:>7.2f}x {goal:>8}")
+    emit("augment", [
+        result_row("RandAugment(2, 9): keras_fgvc / keras.layers.RandAugment", ours_ips / core_ips, ">= 20x",
+                   f"{ours_ips:.1f} vs {core_ips:.1f} images/s, {size} px, batch {batch}"),
+        result_row("decode + resize + hotel_id_train / decode + resize", preset_ips / plain_ips, ">= 0.5x",
+                   f"{preset_ips:.1f} vs {plain_ips:.1f} images/s, JPEG {source_h}x{source_w}"),
+    ])
 
 
 if __name__ == "__main__":

@@ -10,8 +10,13 @@ other processes hits all alike; the first epoch of each (tracing) is not timed; 
 time is reported. Goal: engine steps/s >= 0.95x plain (overhead <= 5%) at a realistic epoch
 length (64 steps: the 5K demo's mask stage has 48).
 
+Distillation: "distillation Trainer" trains the same student with the KD term (Hinton et al. 2015,
+T 4, alpha 0.1 as pipeline=squeeze) from a frozen GhostNet-1.0x teacher that the step calls on the
+same images; the peer is what it replaces, a student-only step ("engine Trainer") plus the
+teacher's inference over the same epoch (``predict``). Goal: distillation epoch <= 1.1x of that sum.
+
     python benchmarks/engine.py            # 64 px, batch 32, 64 steps per epoch, 3 timed epochs each
-    python benchmarks/engine.py --smoke    # 32 px, batch 8, 2 steps per epoch, 2 timed epochs
+    python benchmarks/engine.py --smoke    # 32 px, batch 8, 2 steps per epoch, 2 timed epochs, 0.5x teacher
 """
 
 import argparse
@@ -22,20 +27,22 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image  # noqa: E402
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from _record import emit, result_row
+from PIL import Image
 
-from keras_fgvc.config import to_config  # noqa: E402
-from keras_fgvc.data.pipeline import PipelineSpec, build  # noqa: E402
-from keras_fgvc.models import build_model, training_model  # noqa: E402
-from keras_fgvc.training.stages import loss_terms  # noqa: E402
-from keras_fgvc.training.callbacks import stage_callbacks  # noqa: E402
-from keras_fgvc.training.trainer import Trainer  # noqa: E402
+from keras_fgvc.config import to_config
+from keras_fgvc.data.pipeline import PipelineSpec, build
+from keras_fgvc.models import build_model, training_model
+from keras_fgvc.training.callbacks import stage_callbacks
+from keras_fgvc.training.stages import loss_terms
+from keras_fgvc.training.trainer import Trainer
 
 CLASSES = 10
+KD = {"temperature": 4.0, "alpha": 0.1}  # pipelines/squeeze.yaml's defaults
 
 
 def write_table(folder, rows, size):
@@ -52,6 +59,29 @@ def optimizer():
     return keras.optimizers.SGD(0.01, momentum=0.9)
 
 
+def config(size, batch, backbone="ghostnet_050", out_channels=128):
+    """Stage 0 "bench" trains with sparse CE, stage 1 "distil" with the KD term."""
+    return to_config({
+        "data": {"image_size": size, "batch_size": batch},
+        "model": {"backbone": backbone, "backbone_kwargs": {"out_channels": out_channels}, "l2": 0.0},
+        "train": {"stages": [
+            {"name": "bench", "init_from": "none", "losses": {"logits": [{"name": "sparse_ce"}]}},
+            {"name": "distil", "init_from": "none", "losses": {"logits": [{"name": "distillation", "kwargs": KD}]}},
+        ]},
+    })
+
+
+def engine_trainer(cfg, stage, teacher=None):
+    """A fresh student and the Trainer that ``training.stages.train_stage`` compiles for ``stage``."""
+    keras.utils.set_random_seed(0)
+    model = build_model(cfg, CLASSES)
+    network = training_model(model)
+    trainer = Trainer(network, loss_terms(stage, network, CLASSES), teacher=teacher,
+                      metrics={"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]})
+    trainer.compile(optimizer=optimizer(), jit_compile=False)
+    return model, trainer
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64)
@@ -62,12 +92,10 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.size, args.batch, args.steps, args.epochs = 32, 8, 2, 2
-    cfg = to_config({
-        "data": {"image_size": args.size, "batch_size": args.batch},
-        "model": {"backbone": "ghostnet_050", "backbone_kwargs": {"out_channels": 128}, "l2": 0.0},
-        "train": {"stages": [{"name": "bench", "init_from": "none", "losses": {"logits": [{"name": "sparse_ce"}]}}]},
-    })
-    stage = cfg.train.stages[0]
+    cfg = config(args.size, args.batch)
+    stage, distil_stage = cfg.train.stages
+    # The teacher a squeeze student learns from is larger; smoke keeps it small (tracing dominates).
+    teacher_cfg = config(args.size, args.batch, *(("ghostnet_050", 128) if args.smoke else ("ghostnet_100", 1280)))
     with tempfile.TemporaryDirectory() as folder:
         table = write_table(folder, args.batch * args.steps, args.size)
         dataset = build(table, PipelineSpec(args.size, args.batch, targets={"logits": "label"}), training=True)
@@ -75,13 +103,12 @@ def main():
         for _ in dataset:  # fill the cache once, outside the timing
             pass
 
-        keras.utils.set_random_seed(0)
-        engine_model = build_model(cfg, CLASSES)
-        network = training_model(engine_model)
-        trainer = Trainer(network, loss_terms(stage, network, CLASSES),
-                          metrics={"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]})
-        trainer.compile(optimizer=optimizer(), jit_compile=False)
+        engine_model, trainer = engine_trainer(cfg, stage)
         callbacks = stage_callbacks(cfg.train, os.path.join(folder, "stage"), engine_model, "loss")
+        keras.utils.set_random_seed(1)
+        teacher = build_model(teacher_cfg, CLASSES)
+        _, distiller = engine_trainer(cfg, distil_stage, teacher=teacher)
+        images = dataset.map(lambda inputs, targets: inputs["image"])
 
         keras.utils.set_random_seed(0)
         plain_model = build_model(cfg, CLASSES)
@@ -93,6 +120,8 @@ def main():
             "plain compile/fit": lambda: plain.fit(plain_dataset, epochs=1, verbose=0),
             "engine Trainer": lambda: trainer.fit(dataset, epochs=1, verbose=0),
             "engine Trainer + stage callbacks": lambda: trainer.fit(dataset, epochs=1, callbacks=callbacks, verbose=0),
+            "distillation Trainer": lambda: distiller.fit(dataset, epochs=1, verbose=0),
+            "teacher inference (predict)": lambda: teacher.predict(images, verbose=0),
         }
         times = {name: [] for name in sides}
         for epoch in range(args.epochs + 1):
@@ -110,13 +139,27 @@ def main():
         median = statistics.median(values)
         rates[name] = args.steps / median
         print(f"{name:<38}{median:>10.3f}{rates[name]:>10.2f}")
-    plain_rate, step_rate, stage_rate = rates.values()
+    plain_rate, step_rate, stage_rate = (rates[name] for name in list(sides)[:3])
     print(f"{'ratio engine step/plain':<38}{'':>10}{step_rate / plain_rate:>9.2f}x")
     print(f"{'ratio engine stage/plain':<38}{'':>10}{stage_rate / plain_rate:>9.2f}x")
     callbacks_s = statistics.median(times["engine Trainer + stage callbacks"]) - statistics.median(times["engine Trainer"])
     print(f"stage callbacks (checkpoints, CSV, NaN guard): {callbacks_s:.3f} s per epoch")
     for label, rate in (("step", step_rate), ("stage", stage_rate)):
         print(f"engine {label} overhead goal <= 5% (ratio >= 0.95): {'met' if rate / plain_rate >= 0.95 else 'NOT met'}")
+    epoch_s = {name: statistics.median(values) for name, values in times.items()}
+    separate_s = epoch_s["engine Trainer"] + epoch_s["teacher inference (predict)"]
+    distil_ratio = epoch_s["distillation Trainer"] / separate_s
+    print(f"distillation epoch / (student-only epoch + teacher inference): {distil_ratio:.2f}x (goal <= 1.1x)")
+    teacher_name = teacher_cfg.model.backbone
+    emit("engine", [
+        result_row("engine Trainer / plain compile/fit (steps/s)", step_rate / plain_rate, ">= 0.95x",
+                   f"{step_rate:.2f} vs {plain_rate:.2f} steps/s, {args.steps} steps/epoch"),
+        result_row("engine stage (Trainer + stage callbacks) / plain compile/fit (steps/s)", stage_rate / plain_rate,
+                   ">= 0.95x", f"{stage_rate:.2f} vs {plain_rate:.2f} steps/s, callbacks {callbacks_s:.3f} s/epoch"),
+        result_row(f"distillation epoch / (student-only epoch + {teacher_name} teacher inference)", distil_ratio,
+                   "<= 1.1x", f"{epoch_s['distillation Trainer']:.3f} s vs {epoch_s['engine Trainer']:.3f} + "
+                              f"{epoch_s['teacher inference (predict)']:.3f} s"),
+    ])
 
 
 if __name__ == "__main__":

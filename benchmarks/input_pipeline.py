@@ -7,27 +7,32 @@ Rows, side by side in one run (ratios are what we track; absolute images/s drift
    the same files, decoding every epoch (goal: >= 0.5x of the reference);
 3. the same inputs after the first epoch, reading the decoded-pixel cache (``data.pixel_cache``);
 4. vipriors with its random-resized crop taken while decoding (``PipelineSpec.decode_crop``:
-   JPEGs decode only the window) instead of after a full decode.
+   JPEGs decode only the window) instead of after a full decode;
+5. the cars input with our one-warp ``RandomAffine`` vs the same augmentation written with keras
+   core layers (rotation, translation, zoom and shear: four warps), the peer a user would write
+   (goal: >= 1.0x, the reason the layer exists; DESIGN.md convention 5).
 
     python benchmarks/input_pipeline.py           # 224 px, batch 32, 10 s per row
     python benchmarks/input_pipeline.py --smoke   # tiny sizes (CI)
 """
 
 import argparse
+import math
 import os
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from PIL import Image  # noqa: E402
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from _record import emit, goal_met, result_row
+from PIL import Image
 
-from keras_fgvc.augment import presets  # noqa: E402
-from keras_fgvc.data.pipeline import PipelineSpec, build  # noqa: E402
+from keras_fgvc.augment import presets
+from keras_fgvc.data.pipeline import PipelineSpec, build
 
 PRESETS = ("hotel_id_train", "cars", "vipriors")
 NUM_CLASSES = 10
@@ -68,6 +73,19 @@ def training_input(table, spec, preset, drop_crop=False):
     return build(table, spec, training=True, augment=augment, mixing=presets.build_mixing(mixing_steps))
 
 
+def keras_core_cars():
+    """The cars preset with its ``RandomAffine`` written as keras core layers, one warp per factor
+    (fill "constant" as ours; the flip stays first in the preset's part, which is the same
+    distribution since every geometric range is symmetric)."""
+    return keras.Sequential([
+        keras.layers.RandomRotation(25 / 360, fill_mode="constant"),  # a fraction of a full turn
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+        keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant"),  # scale 0.9-1.1
+        keras.layers.RandomShear(x_factor=math.tan(math.radians(8)), fill_mode="constant"),
+        presets.build(presets.without(presets.get("cars"), ["RandomAffine"])),
+    ])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes for CI")
@@ -77,8 +95,8 @@ def main():
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         table = write_photos(folder, count, height, width)
-        base = dict(image_size=size, batch_size=batch, targets={"labels": "label"}, num_classes=NUM_CLASSES,
-                    drop_remainder=True, cache_dir=os.path.join(folder, "cache"))
+        base = {"image_size": size, "batch_size": batch, "targets": {"labels": "label"}, "num_classes": NUM_CLASSES,
+                "drop_remainder": True, "cache_dir": os.path.join(folder, "cache")}
         streamed = PipelineSpec(**base, cache=False)
         cached = PipelineSpec(**base, cache=True)
         cropped = PipelineSpec(**base, cache=False, decode_crop=((0.08, 1.0), (3 / 4, 4 / 3)))
@@ -92,13 +110,25 @@ def main():
                 training_input(table, cached, preset), batch, 3, budget), ""))
         rows.append(("vipriors: crop while decoding", images_per_second(
             training_input(table, cropped, "vipriors", drop_crop=True), batch, 3, budget), ""))
+        core_cars = images_per_second(build(table, streamed, training=True, augment=keras_core_cars()),
+                                      batch, 3, budget)
     print(f"training input in tf.data: {size} px, batch {batch}, {count} JPEG files of {height}x{width}, "
           f"{os.cpu_count()} CPU cores{' (smoke)' if args.smoke else ''}")
     print(f"{'input':<40} {'images/s':>10} {'ratio':>8} {'goal':>8} {'met':>4}")
     for name, ips, goal in rows:
         ratio = ips / reference
-        met = "" if not goal else ("yes" if ratio >= float(goal.strip(">= x")) else "no")
+        met = {True: "yes", False: "no", None: ""}[goal_met(ratio, goal)]
         print(f"{name:<40} {ips:>10.1f} {ratio:>7.2f}x {goal:>8} {met:>4}")
+    ours_cars = {name: ips for name, ips, _ in rows}["cars: decode every epoch"]
+    print(f"\ncars, same flip + affine + colour jitter: keras_fgvc RandomAffine {ours_cars:.1f} images/s, "
+          f"keras core layers {core_cars:.1f} images/s: {ours_cars / core_cars:.2f}x (goal >= 1.0x)")
+    emit("input_pipeline", [
+        *[result_row(f"{name} / decode + resize", ips / reference, goal,
+                     f"{ips:.1f} vs {reference:.1f} images/s, {size} px, JPEG {height}x{width}")
+          for name, ips, goal in rows[1:]],
+        result_row("cars: keras_fgvc RandomAffine / keras core rotation+translation+zoom+shear",
+                   ours_cars / core_cars, ">= 1.0x", f"{ours_cars:.1f} vs {core_cars:.1f} images/s"),
+    ])
 
 
 if __name__ == "__main__":

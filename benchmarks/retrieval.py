@@ -39,6 +39,7 @@ import threading
 import time
 
 import numpy as np
+from _record import emit, result_row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SINGLE = ("rank_classes", "faiss_flat_ip")
@@ -47,6 +48,7 @@ MEMMAP = "rank_classes_memmap"
 METHODS = SINGLE + ENSEMBLE + (MEMMAP,)
 FAISS_METHODS = ("faiss_flat_ip", "faiss_ensemble_ip")
 MIN_FREE_BYTES = 5 << 30  # room for the 1.9 GB memory-mapped gallery plus everything else in /tmp
+AGREEMENT_GOAL = ">= 0.99"  # "(nearly) every query": faiss sees only its top faiss_k rows, and near-ties may flip
 
 
 def _status_mb(*names):
@@ -241,7 +243,9 @@ def compare(methods, data_dir, args):
 
 
 def print_ratio_table(results, reference_name):
+    """Prints the table; returns {method: (best run, median paired ratio or None)}."""
     best = {m: min(r, key=lambda x: x["seconds"]) for m, r in results.items()}
+    summary = {}
     reference = best.get(reference_name)
     print(f"{'method':<23}{'best s':>9}{'extra MB':>10}{'best / faiss':>14}{'median paired ratio':>21}")
     for method, runs in results.items():
@@ -252,6 +256,25 @@ def print_ratio_table(results, reference_name):
             pairs = [a["seconds"] / b["seconds"] for a, b in zip(runs, results[reference_name])]
             paired = f"{statistics.median(pairs):.2f}x"
         print(f"{method:<23}{best[method]['seconds']:>9.2f}{best[method]['extra_mb']:>10.0f}{ratio:>14}{paired:>21}")
+        summary[method] = (best[method], statistics.median(pairs) if reference else None)
+    return summary
+
+
+def versus_faiss_rows(summary, ranked, ours, faiss_name, time_goal, args, dims):
+    """Result rows: ours / faiss time (median of the per-round ratios) and the share of identical answers."""
+    best, paired = summary[ours]
+    if faiss_name not in ranked:
+        missing = "faiss-cpu not installed: not measured"
+        return [result_row(f"{ours} / faiss time", None, time_goal, missing),
+                result_row(f"{ours}: identical top-{args.k} answers", None, AGREEMENT_GOAL, missing, unit="")]
+    agree = float(np.mean(np.all(ranked[ours] == ranked[faiss_name], axis=1)))
+    return [
+        result_row(f"{ours} / faiss time", paired, time_goal,
+                   f"{best['seconds']:.2f} vs {summary[faiss_name][0]['seconds']:.2f} s best of {args.rounds}, "
+                   f"{args.gallery:,} x {dims} gallery, {args.queries:,} queries"),
+        result_row(f"{ours}: identical top-{args.k} answers", agree, AGREEMENT_GOAL,
+                   f"share of {args.queries:,} queries", unit=""),
+    ]
 
 
 def write_random(path, rows, dim, rng, block_rows=1 << 16):
@@ -280,7 +303,7 @@ def single_and_ensemble(args, methods):
         f"gallery {args.gallery:,} x {args.dim:,} float32 ({gallery_mb:,.0f} MB), {args.classes:,} classes, "
         f"{args.queries:,} queries, top-{args.k} unique classes; best of {args.rounds} round(s)"
     )
-    print_ratio_table(single, "faiss_flat_ip")
+    single_summary = print_ratio_table(single, "faiss_flat_ip")
     if "faiss_flat_ip" in single_ranked:
         agree = np.mean(np.all(single_ranked["rank_classes"] == single_ranked["faiss_flat_ip"], axis=1))
         print(f"identical top-{args.k} rankings: {agree:.2%} of queries (faiss sees only its top-{args.faiss_k} rows)")
@@ -291,7 +314,7 @@ def single_and_ensemble(args, methods):
         f"2-model ensemble, weights {args.weights}: galleries {args.gallery:,} x ({args.dim:,} + {args.dim_b:,}) "
         f"float32 ({gallery_mb + gallery_b_mb:,.0f} MB), same classes and queries; best of {args.rounds} round(s)"
     )
-    print_ratio_table(ensemble, "faiss_ensemble_ip")
+    ensemble_summary = print_ratio_table(ensemble, "faiss_ensemble_ip")
     if "faiss_ensemble_ip" in ensemble_ranked:
         same = ensemble_ranked["ensemble_rank_classes"] == ensemble_ranked["faiss_ensemble_ip"]
         agree = np.mean(np.all(same, axis=1))
@@ -300,6 +323,15 @@ def single_and_ensemble(args, methods):
             f"(faiss: sqrt(weight)-scaled concatenation, top-{args.faiss_k} rows)"
         )
     print("goal: ensemble_rank_classes <= 1.10x faiss time")
+    extra_mb = single_summary["rank_classes"][0]["extra_mb"]
+    return [
+        *versus_faiss_rows(single_summary, single_ranked, "rank_classes", "faiss_flat_ip", "<= 1.1x", args,
+                           f"{args.dim:,}"),
+        result_row("rank_classes extra memory", extra_mb, "<= 1024", "beyond the loaded gallery and queries",
+                   unit=" MB"),
+        *versus_faiss_rows(ensemble_summary, ensemble_ranked, "ensemble_rank_classes", "faiss_ensemble_ip",
+                           "<= 1.1x", args, f"({args.dim:,} + {args.dim_b:,})"),
+    ]
 
 
 def memory_mapped(args):
@@ -312,9 +344,11 @@ def memory_mapped(args):
         f"({gallery_bytes / 2**20:,.0f} MB on disk), "
         f"{args.mm_classes:,} classes, {args.mm_queries:,} queries, top-{args.k} unique classes"
     )
+    case = f"memory-mapped {args.mm_gallery:,} x {args.mm_dim:,} gallery: peak anon / gallery size"
     if free < need:
-        print(f"{title}: skipped, {folder} has {free / 2**30:.1f} GB free and this case needs {need / 2**30:.1f} GB")
-        return
+        reason = f"skipped, {folder} has {free / 2**30:.1f} GB free and this case needs {need / 2**30:.1f} GB"
+        print(f"{title}: {reason}")
+        return [result_row(case, None, "<= 0.25x", reason)]
     with tempfile.TemporaryDirectory() as data_dir:
         rng = np.random.default_rng(1)
         gallery_mb = write_random(os.path.join(data_dir, "gallery.npy"), args.mm_gallery, args.mm_dim, rng)
@@ -334,6 +368,8 @@ def memory_mapped(args):
         f"{result['file_mb']:,.0f} MB of touched, reclaimable memory-mapped pages (RssFile increase)"
     )
     print("goal: peak anon < 0.25x the gallery's size")
+    return [result_row(case, result["anon_mb"] / gallery_mb, "<= 0.25x",
+                       f"{result['anon_mb']:.0f} MB of {gallery_mb:,.0f} MB, {result['seconds']:.2f} s")]
 
 
 def main():
@@ -373,9 +409,10 @@ def main():
         methods = [m for m in methods if m not in FAISS_METHODS]
         print("note: faiss-cpu not installed (pip install 'keras_fgvc[bench]'); faiss columns skipped")
 
-    single_and_ensemble(args, methods)
+    rows = single_and_ensemble(args, methods)
     print()
-    memory_mapped(args)
+    rows += memory_mapped(args)
+    emit("retrieval", rows)
 
 
 if __name__ == "__main__":

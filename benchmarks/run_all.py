@@ -40,6 +40,9 @@ import time
 
 from _record import parse_result, result_row
 
+# keras_fgvc.atomic imports no TensorFlow: this process must not (see the docstring)
+from keras_fgvc.atomic import atomic_open
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS_DIR = os.path.join(REPO, "benchmarks")
 DEFAULT_OUT = os.path.join(REPO, "docs", "BENCHMARKS.md")
@@ -259,22 +262,6 @@ def render_record(runs, machine_info, default_job, smoke, date):
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path, text):
-    """Temporary sibling + os.replace: a reader sees the old record or the new one, never half.
-    (The library's ``atomic_open`` would import TensorFlow into this process; see the docstring.)"""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(staging, path)
-    except BaseException:
-        if os.path.exists(staging):
-            os.remove(staging)
-        raise
-
-
 # -------------------------------------------------------------------------------------------- main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -315,7 +302,8 @@ def main(argv=None):
               f"peak {run['peak_mb']:,.0f} MB, {len(outcome_rows(run))} rows", flush=True)
     default_job = default_job_rows(args, log_dir)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    write_atomically(args.out, render_record(runs, machine(), default_job, args.smoke, date))
+    with atomic_open(args.out) as record:  # the old record or the new one, never half
+        record.write(render_record(runs, machine(), default_job, args.smoke, date))
     print(f"record: {args.out}")
     failed = [run["name"] for run in runs if not succeeded(run)]
     if failed:

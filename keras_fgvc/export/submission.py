@@ -5,40 +5,13 @@ valid: every writer fills a temporary file in the target's directory (same file 
 rename is atomic) and ``os.replace``s it over the target only once every row is written.
 """
 
-import contextlib
 import csv
-import os
-import tempfile
 
 import numpy as np
 
+from keras_fgvc.atomic import atomic_open
+
 PAD_LABEL = -1  # rank_classes' padding label; never written into a submission
-
-
-@contextlib.contextmanager
-def atomic_open(path, mode: str = "w", newline: str = ""):
-    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``.
-
-    On an exception the temporary file is removed and any existing ``path`` is left untouched.
-
-    Example:
-        >>> with atomic_open("out/submission.csv") as f:
-        ...     f.write("image_id,hotel_id\\n")
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        text = {} if "b" in mode else {"newline": newline, "encoding": "utf-8"}
-        with os.fdopen(fd, mode, **text) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
 
 
 def _text(value):

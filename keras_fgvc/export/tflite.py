@@ -11,7 +11,6 @@ the converter then freezes the variables, which ``from_concrete_functions`` does
 Keras 3 models (int8 calibration fails on READ_VARIABLE ops).
 """
 
-import os
 import tempfile
 import warnings
 
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_fgvc.atomic import atomic_open
 from keras_fgvc.errors import UserError
 from keras_fgvc.export.saved_model import check_writable
 
@@ -139,17 +139,8 @@ def export_tflite(
     if quantization == "int8":
         batches = _calibration_batches(representative_images, image_size, channels, max_calibration_images)
     flatbuffer = _convert(model, image_size, channels, quantization, batches)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    handle, staging = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(flatbuffer)
-        os.replace(staging, path)
-    except BaseException:
-        if os.path.exists(staging):
-            os.remove(staging)
-        raise
+    with atomic_open(path, "wb") as file:
+        file.write(flatbuffer)
     return path
 
 

@@ -152,7 +152,7 @@ def _fmt(value) -> str:
 
 def _save(path: str, array: np.ndarray):
     """``np.save`` through a temporary file, so a kill never leaves half an array under ``path``."""
-    from keras_fgvc.export.submission import atomic_open
+    from keras_fgvc.atomic import atomic_open
 
     with atomic_open(path, "wb") as handle:
         np.save(handle, array)

@@ -1,0 +1,36 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+The writer fills a temporary sibling of the target (same folder, so the same file system and an
+atomic rename) and ``os.replace``s it over the target once everything is written and synced. No
+TensorFlow or Keras import, so tools that must stay light (``benchmarks/run_all.py``) use it too.
+"""
+
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode: str = "w", newline: str = ""):
+    """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``.
+
+    On an exception the temporary file is removed and any existing ``path`` is left untouched.
+
+    Example:
+        >>> with atomic_open("out/submission.csv") as f:
+        ...     f.write("image_id,hotel_id\\n")
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        text = {} if "b" in mode else {"newline": newline, "encoding": "utf-8"}
+        with os.fdopen(fd, mode, **text) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise

@@ -5,3 +5,9 @@ Subpackages (one concern each): ``config``, ``data``, ``augment``, ``models``, `
 """
 
 __version__ = "0.1.0"
+
+from keras_fgvc._versions import check_keras_version, installed_keras_version  # noqa: E402
+
+# Before anything imports Keras: older releases load crafted model files unsafely (see _versions).
+check_keras_version(installed_keras_version())
+del check_keras_version, installed_keras_version

@@ -38,5 +38,9 @@ test: install-dev
 bench: install-dev
 	$(PY) benchmarks/run_all.py --smoke
 
+# Where the bytes go: runs/ (checkpoints, tables, plots), saved_models/ (exports), data/demo/
+# (generated demo data), wandb/ (offline runs); the pixel cache lives outside the repository,
+# in $$XDG_CACHE_HOME/keras_fgvc (or data.cache_dir): `rm -rf ~/.cache/keras_fgvc` to drop it.
 clean:
 	rm -rf runs wandb data/demo .pytest_cache
+	find saved_models -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

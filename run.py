@@ -8,22 +8,42 @@ import sys
 OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][A-Za-z0-9_.]*=")
 
 
+def _has_nvidia_driver() -> bool:
+    return os.path.exists("/proc/driver/nvidia") or any(
+        os.path.isfile(os.path.join(folder, "nvidia-smi")) for folder in os.environ.get("PATH", "").split(os.pathsep))
+
+
 def _import_tensorflow_quietly():
-    """Import TensorFlow and Keras with file descriptor 2 pointed at /dev/null.
+    """Import TensorFlow and Keras and find the devices with file descriptor 2 captured.
 
     TensorFlow 2.21's C++ runtime writes INFO lines (oneDNN, CUDA stubs, absl) to stderr on import,
-    which no environment variable silences; the CLI's own output (one ``error:`` line for bad
-    input) must stay readable. An import that fails still raises with its traceback.
+    which no environment variable silences, and on a machine without an NVIDIA driver the device
+    search logs ``E0000 ... failed call to cuInit`` (expected there, not an error). The CLI's own
+    output (one ``error:`` line for bad input) must stay readable, so that text is dropped on a
+    machine without a driver and passed on where there is one (a cuInit failure is real there).
+    ``KERAS_FGVC_TF_LOGS=1`` passes everything on. An import that fails still raises with its traceback.
     """
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    import tempfile
+
+    if os.environ.get("KERAS_FGVC_TF_LOGS") == "1":
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
+        return
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow
+
+            tensorflow.config.list_physical_devices()  # the cuInit attempt happens here, once
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if _has_nvidia_driver():
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
 
 
 def main(argv: list[str]) -> int:

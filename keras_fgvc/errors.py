@@ -7,3 +7,12 @@ class UserError(Exception):
 
 class DataError(UserError):
     """A data file is missing or malformed; the message names the file, row or column."""
+
+
+def plain(value):
+    """``value`` as the user wrote it, for a message: NumPy scalars as Python values and whole
+    floats as integers (a CSV's ``7`` is read as 7.0 in a column with gaps; show ``7``, not
+    ``np.float64(7.0)``)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -130,8 +130,8 @@ def compose_jobs(overrides: list[str], multirun: bool = False, config_dir: str =
     bad value in the last job stops the sweep before the first writes anything).
 
     Without ``multirun`` a sweep override is an error naming it (Hydra's rule: ``-m`` runs sweeps).
-    A sweep job runs as ``<name>-<suffix>`` and exports under ``<export.dir>/<name>-<suffix>/``, so
-    jobs never share a run folder or an export (``saved_models/<pipeline>/<stage>`` is one model).
+    A sweep job runs as ``<name>-<suffix>``, so jobs never share a run folder or an export (both are
+    named after the run: ``runs/<pipeline>/<name>``, ``saved_models/<pipeline>/<name>/<stage>``).
     """
     import dataclasses
 
@@ -144,9 +144,7 @@ def compose_jobs(overrides: list[str], multirun: bool = False, config_dir: str =
     for job, suffix in sweep(overrides):
         cfg = compose(job, config_dir)
         if suffix:
-            name = f"{cfg.name}-{suffix}"
-            export = dataclasses.replace(cfg.export, dir=os.path.join(cfg.export.dir, name))
-            cfg = dataclasses.replace(cfg, name=name, export=export)
+            cfg = dataclasses.replace(cfg, name=f"{cfg.name}-{suffix}")
         configs.append(cfg)
     return configs
 

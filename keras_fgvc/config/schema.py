@@ -40,6 +40,9 @@ class DataConfig:
     cache_dir: Optional[str] = None
     # Unreadable images are skipped and listed in bad_files.txt; strict=true stops at the first.
     strict: bool = False
+    # At most this many rows per split, stratified by class and seeded (0: all). Every pipeline's
+    # smoke_settings set it, so smoke=true on a user's data stays a few minutes.
+    max_rows: int = 0
     resize: str = "squash"  # squash | pad (keep aspect, letterbox) | crop (shorter side + centre crop)
     box_mode: str = "none"  # none | crop (to the object box) | erase_background (thesis C-10 / C-11)
     # task=to_tfrecord: the shard folder (local or gs://; "": <run dir>/tfrecords) and shards per split.
@@ -326,6 +329,7 @@ RANGES: dict[str, Range] = {
     "data.demo.image_size": Range(16),
     "data.demo.test_images": _NON_NEGATIVE,
     "data.tfrecord_shards": Range(1),
+    "data.max_rows": _NON_NEGATIVE,
     "model.dropout": _FRACTION,
     "model.l2": _NON_NEGATIVE,
     "model.embedding_dim": _NON_NEGATIVE,

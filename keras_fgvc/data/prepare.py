@@ -1,10 +1,31 @@
-"""What every driver does to its tables before training: check each image once, report the bad
-ones, and decode the rest once into the shared pixel cache.
+"""What every driver does to its tables before training: cut them to ``data.max_rows`` (smoke
+runs), check each image once, report the bad ones, and decode the rest once into the shared
+pixel cache.
 
 Wiring only; the work is in ``data.checks`` and ``data.pixel_cache``.
 """
 
+import numpy as np
+
 from keras_fgvc.data import checks, pixel_cache
+
+
+def limit_rows(cfg, tables: dict, label: str = "label") -> dict:
+    """``tables`` with each cut to ``data.max_rows`` rows (0: unchanged), stratified by ``label``
+    (seeded random rows when a table has no such column); prints what each cut kept."""
+    from keras_fgvc.data.splits import stratified_sample
+
+    limit, limited = cfg.data.max_rows, {}
+    for name, table in tables.items():
+        if not limit or table is None or len(table) <= limit:
+            limited[name] = table
+            continue
+        labels = table[label].to_numpy() if label in table.columns else np.zeros(len(table))
+        limited[name] = table.iloc[stratified_sample(labels, limit, cfg.seed)].reset_index(drop=True)
+        limited[name].attrs = dict(table.attrs)
+        print(f"data.max_rows={limit}: {name} uses {len(limited[name])} of {len(table)} rows "
+              f"(stratified by '{label}', seed {cfg.seed})")
+    return limited
 
 
 def check_tables(cfg, tables: dict) -> tuple[dict, dict]:

@@ -1,4 +1,5 @@
-"""Seeded row splits: plain random fractions, or stratified by class (Hotel-ID's 90/10 split).
+"""Seeded row splits: plain random fractions, or stratified by class (Hotel-ID's 90/10 split),
+and a stratified subsample (``data.max_rows``, what smoke runs use on a user's data).
 
 Both return row positions (``table.iloc[...]``), disjoint and covering every row, the same for
 the same seed on any machine (NumPy's PCG64 stream).
@@ -59,3 +60,37 @@ def stratified_split(labels, val_fraction: float, seed: int) -> tuple[np.ndarray
     val = np.sort(np.asarray(val, np.int64))
     train = np.setdiff1d(np.arange(len(values)), val)
     return train, val
+
+
+_NAN_GROUP = "<unknown label>"
+
+
+def stratified_sample(labels, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of ``size`` rows that keep every class's share (all rows when there are fewer).
+
+    Every class keeps at least one row when ``size`` allows (else ``size`` classes, drawn at random,
+    keep one each); the rest is shared in proportion to the classes' other rows, largest remainders
+    first. NaN labels are one group of their own.
+
+    Example:
+        >>> rows = stratified_sample([0] * 90 + [1] * 10, 20, seed=0)
+        >>> len(rows), int((np.asarray(rows) >= 90).sum())  # 1 + 1 each, then 18 split 89:9
+        (20, 3)
+    """
+    values = np.empty(len(labels), dtype=object)  # filled, not built, so no value is unpacked
+    values[:] = [_NAN_GROUP if isinstance(v, float) and np.isnan(v) else v for v in labels]
+    if size >= len(values):
+        return np.arange(len(values))
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(values == value) for value in sorted(set(values.tolist()), key=str)]
+    if size < len(groups):
+        take = np.zeros(len(groups), np.int64)
+        take[rng.choice(len(groups), size, replace=False)] = 1
+    else:
+        rest = np.array([len(rows) - 1 for rows in groups], np.float64)
+        share = (size - len(groups)) * rest / rest.sum() if rest.sum() else rest
+        take = 1 + np.floor(share).astype(np.int64)
+        short = size - int(take.sum())
+        take[np.argsort(-(share - np.floor(share)), kind="stable")[:short]] += 1
+    chosen = [rng.permutation(rows)[:count] for rows, count in zip(groups, take)]
+    return np.sort(np.concatenate(chosen))

@@ -47,7 +47,7 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
 
     Args:
         model: a model from ``build_model`` (float pixels in [0, 255] -> dict with ``embedding``).
-        path: target directory, e.g. ``saved_models/hotel_id/identifier``.
+        path: target directory, e.g. ``saved_models/hotel_id/default/retrieval``.
         image_size: side the images are resized to, as in training.
         gallery: [G, D] gallery embeddings (an array or a memory-mapped ``.npy``).
         gallery_labels: [G] class index (0..K-1) of each gallery row.
@@ -66,9 +66,9 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
         ``path``.
 
     Example:
-        >>> export_retrieval_model(model, "saved_models/hotel_id/identifier", 256, gallery, labels,
+        >>> export_retrieval_model(model, "saved_models/hotel_id/default/retrieval", 256, gallery, labels,
         ...                        hotel_ids, flip_tta=True)  # doctest: +SKIP
-        >>> tf.saved_model.load("saved_models/hotel_id/identifier").signatures["serving_default"](
+        >>> tf.saved_model.load("saved_models/hotel_id/default/retrieval").signatures["serving_default"](
         ...     image_bytes=tf.constant([jpeg]))["class_id"]  # doctest: +SKIP
     """
     check_writable(path, overwrite)

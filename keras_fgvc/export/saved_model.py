@@ -32,7 +32,7 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
 
     Args:
         model: a model from ``build_model`` (outputs ``logits`` and ``embedding``).
-        path: target directory, e.g. ``saved_models/fivek/mask``.
+        path: target directory, e.g. ``saved_models/fivek/default/mask``.
         image_size: side the images are resized to, as in training.
         channels: 3 (RGB) or 1 (greyscale).
         overwrite: replace an existing export.
@@ -45,8 +45,8 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
             also written to ``decision.json`` in the export folder.
 
     Example:
-        >>> export_saved_model(model, "saved_models/fivek/mask", image_size=64)  # doctest: +SKIP
-        >>> tf.saved_model.load("saved_models/fivek/mask").signatures["serving_default"](tf.constant([jpeg]))  # doctest: +SKIP
+        >>> export_saved_model(model, "saved_models/fivek/default/mask", image_size=64)  # doctest: +SKIP
+        >>> tf.saved_model.load("saved_models/fivek/default/mask").signatures["serving_default"](tf.constant([jpeg]))  # doctest: +SKIP
     """
     check_writable(path, overwrite)
     if decision_threshold is not None and int(model.output["logits"].shape[-1]) != 2:

@@ -1,5 +1,8 @@
-"""Per-stage exports every driver calls: ``saved_models/<pipeline>/<stage>/`` (SavedModel with the
-bytes-in signatures) and optional TFLite files next to it, checked against the Keras model."""
+"""Per-stage exports every driver calls: ``saved_models/<pipeline>/<name>/<stage>/`` (SavedModel with
+the bytes-in signatures) and optional TFLite files next to it, checked against the Keras model.
+
+Exports belong to a run (``name=``, a sweep job's ``<name>-<key>=<value>``): a smoke run, a second
+run or a sweep job never collides with another run's exports."""
 
 import os
 
@@ -9,11 +12,12 @@ from keras_fgvc.export.saved_model import check_writable
 
 
 def stage_export_path(cfg, stage: str) -> str:
-    return os.path.join(cfg.export.dir, cfg.pipeline, stage)
+    """``<export.dir>/<pipeline>/<name>/<stage>``, e.g. saved_models/fivek/default/mask."""
+    return os.path.join(cfg.export.dir, cfg.pipeline, cfg.name, stage)
 
 
 def tflite_paths(cfg, stage: str) -> dict:
-    """{quantization: file} of the stage's TFLite exports, e.g. saved_models/fivek/mask.int8.tflite."""
+    """{quantization: file} of the stage's TFLite exports, e.g. saved_models/fivek/default/mask.int8.tflite."""
     return {q: f"{stage_export_path(cfg, stage)}.{q}.tflite" for q in cfg.export.tflite}
 
 

@@ -114,7 +114,7 @@ def export_tflite(
     Args:
         model: a Keras model taking float pixels in [0, 255]; it returns ``{"logits": ...}``
             (``build_model``) or bare logits.
-        path: target file, e.g. ``saved_models/cars/final/model_int8.tflite``.
+        path: target file, e.g. ``saved_models/cars/default/train.int8.tflite``.
         image_size: side of the square input, as in training.
         channels: 3 (RGB) or 1 (greyscale).
         quantization: ``"float32"`` or ``"int8"`` (full-integer, uint8 input/output).

@@ -30,11 +30,14 @@ def import_driver(pipeline: str):
 
 
 def dispatch(cfg):
-    """Run ``cfg.task`` for ``cfg.pipeline``."""
+    """Run ``cfg.task`` for ``cfg.pipeline``; a pipeline run holds its run folder while it works
+    (a second process on the same folder refuses: ``tracking.run_dir.run_lock``)."""
     from keras_fgvc.errors import UserError
+    from keras_fgvc.tracking.run_dir import run_lock
 
     if cfg.task in TASKS:
         return importlib.import_module(TASKS[cfg.task]).run(cfg)
     if cfg.pipeline not in DRIVERS:
         raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
-    return import_driver(cfg.pipeline).run(cfg)
+    with run_lock(cfg.run_dir):
+        return import_driver(cfg.pipeline).run(cfg)

@@ -33,12 +33,5 @@ def data_root(cfg) -> str:
                                     images_per_class=max(2, demo.num_images // classes), image_size=demo.image_size))
 
 
-def training_table(cfg):
-    """The training split's source rows (for previews and other tasks)."""
-    from keras_fgvc.data.prepare import source_table
-
-    return source_table(cfg, data_root(cfg))
-
-
 def run(cfg) -> dict:
     return classifier.run(cfg, data_root(cfg))

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from keras_fgvc.data import classes as class_mapping
-from keras_fgvc.data.prepare import source_table
+from keras_fgvc.data.prepare import limit_rows, source_table
 from keras_fgvc.data.sources import has_split
 from keras_fgvc.data.splits import stratified_split
 from keras_fgvc.errors import DataError
@@ -54,7 +54,7 @@ def split_tables(cfg, root: str) -> dict[str, pd.DataFrame]:
     tables["train"] = train
     for table in tables.values():  # every split shares train's mapping (sources give it to each)
         table.attrs["classes"] = classes
-    return tables
+    return limit_rows(cfg, tables)
 
 
 def is_labelled(table) -> bool:
@@ -140,11 +140,11 @@ def run(cfg, root: str) -> dict:
         print(f"stage '{stage.name}': val top-1 {_fmt(results[stage.name], 'val')}, "
               f"test top-1 {_fmt(results[stage.name], 'test')} ({results[stage.name]['epochs_run']} epochs)")
     last = results[stages[-1].name]
-    summary = {**results, "data": data_info, "test_top1": last.get("test", {}).get("top1"),
-               "test_top5": last.get("test", {}).get("top5"), "val_top1": last.get("val", {}).get("top1"),
-               "params": last["params"], "wall_seconds": round(time.perf_counter() - started, 1)}
-    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), summary)
-    return summary
+    # Merged into the run's metrics.json: stages run one at a time (stage=X) keep their numbers.
+    return rundir.merge_json(os.path.join(cfg.run_dir, "metrics.json"), {
+        **results, "data": data_info, "test_top1": last.get("test", {}).get("top1"),
+        "test_top5": last.get("test", {}).get("top5"), "val_top1": last.get("val", {}).get("top1"),
+        "params": last["params"], "wall_seconds": round(time.perf_counter() - started, 1)})
 
 
 def _fmt(metrics, split):

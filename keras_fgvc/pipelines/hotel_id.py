@@ -75,13 +75,6 @@ def data_root(cfg) -> str:
                                     num_masks=options.demo_masks, test_images=demo.test_images))
 
 
-def training_table(cfg):
-    """The training images' Table (previews and other tasks)."""
-    from keras_fgvc.data.prepare import source_table
-
-    return source_table(cfg, data_root(cfg))
-
-
 def mask_bank(cfg):
     """The ``train_masks`` PNGs as a bank when the augmentation draws real masks, else None."""
     from keras_fgvc.augment import presets
@@ -96,7 +89,7 @@ def mask_bank(cfg):
 def split_tables(cfg, root: str) -> dict:
     """``{"train", "val", "test"}``: val is ``data.val_fraction`` of each hotel's photos (every
     hotel keeps one in train, so it can be retrieved); test carries the demo's labels when known."""
-    from keras_fgvc.data.prepare import source_table
+    from keras_fgvc.data.prepare import limit_rows, source_table
     from keras_fgvc.data.sources.hotel_id import load_truth
     from keras_fgvc.data.splits import stratified_split
 
@@ -110,7 +103,7 @@ def split_tables(cfg, root: str) -> dict:
               "test": test if test is not None else source_table(cfg, root, "test")}
     for split in tables.values():
         split.attrs["classes"] = table.attrs["classes"]
-    return tables
+    return limit_rows(cfg, tables)
 
 
 def image_batches(cfg, rows, boxes=None, with_ids: bool = False):
@@ -170,9 +163,8 @@ def run(cfg) -> dict:
     for table in tables.values():
         decode_once(cfg, table)
     rundir.write_config(cfg.run_dir, to_dict(cfg))
-    metrics = read_metrics(cfg)
-    metrics["data"] = {**data_info, **{split: len(t) for split, t in tables.items()},
-                       "hotels": len(tables["train"].attrs["classes"])}
+    metrics = {"data": {**data_info, **{split: len(t) for split, t in tables.items()},
+                        "hotels": len(tables["train"].attrs["classes"])}}
     model = None
     for stage in stages:
         metrics[stage.name], model = train(cfg, plan, stage, tables)
@@ -185,8 +177,8 @@ def run(cfg) -> dict:
     if "rank" in steps:
         metrics["rank"] = rank(cfg, model, tables)
         metrics.update({key: metrics["rank"][key] for key in metric_keys(cfg) if key in metrics["rank"]})
-    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), metrics)
-    return metrics
+    # Merged: a step run on its own (stage=rank) keeps the earlier steps' numbers.
+    return rundir.merge_json(os.path.join(cfg.run_dir, "metrics.json"), metrics)
 
 
 def check_options(cfg):
@@ -214,12 +206,6 @@ def check_inputs_of(cfg, step: str, will_train: bool):
         raise UserError(f"stage={step} needs the trained weights {best}; run stage={cfg.train.stages[-1].name} first")
     if step == "rank" and cfg.stage == "rank" and not os.path.isfile(os.path.join(embed_dir(cfg), "embed.json")):
         raise UserError(f"stage=rank needs {embed_dir(cfg)}/ (the embed step's files); run stage=embed first")
-
-
-def read_metrics(cfg) -> dict:
-    """The run's metrics.json so far (a step run on its own adds its part to it)."""
-    path = os.path.join(cfg.run_dir, "metrics.json")
-    return rundir.read_json(path) if os.path.isfile(path) else {}
 
 
 def num_classes_of(tables) -> int:
@@ -443,7 +429,7 @@ def _uint8(image):
 
 
 def export(cfg, model, gallery, gallery_labels, classes) -> dict:
-    """``saved_models/hotel_id/embed`` (image bytes -> embedding) and ``.../retrieval`` (image
+    """``saved_models/hotel_id/<name>/embed`` (image bytes -> embedding) and ``.../retrieval`` (image
     bytes -> top-k hotel ids and scores, the gallery inside)."""
     from keras_fgvc.export.retrieval_model import export_retrieval_model
     from keras_fgvc.export.saved_model import export_saved_model

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_fgvc.augment import presets
 from keras_fgvc.data.pipeline import PipelineSpec, build
+from keras_fgvc.data.prepare import source_table
 from keras_fgvc.errors import UserError
 
 NUM_IMAGES = 16
@@ -27,7 +28,7 @@ def run(cfg) -> str:
     if cfg.pipeline not in DRIVERS:
         raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
     driver = importlib.import_module(DRIVERS[cfg.pipeline])
-    table = driver.training_table(cfg)
+    table = source_table(cfg, driver.data_root(cfg))  # the training split's rows, as the driver finds them
     rows = np.random.default_rng(cfg.seed).permutation(len(table))[:NUM_IMAGES]
     images = next(iter(build(table.iloc[np.sort(rows)], PipelineSpec(cfg.data.image_size, NUM_IMAGES, cache=False), training=False)))["image"]
     keras.utils.set_random_seed(cfg.seed)

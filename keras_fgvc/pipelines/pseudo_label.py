@@ -68,11 +68,6 @@ def data_root(cfg) -> str:
                                     image_size=demo.image_size, test_images=demo.test_images))
 
 
-def training_table(cfg) -> pd.DataFrame:
-    """The source rows of the training split (for previews and other tasks)."""
-    return source_table(cfg, data_root(cfg))
-
-
 def initial_table(source: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.DataFrame:
     """Source rows + provenance columns + validation and held-out test splits drawn from the
     fully labelled rows (fractions of those rows).
@@ -124,7 +119,7 @@ def read_previous_table(cfg, stage) -> pd.DataFrame:
             f"stage '{stage.name}' needs the completed table of stage '{before}': {path} not found "
             f"(run stage={before} first, or set pseudo_label.input_table=<path>)"
         )
-    table = pd.read_csv(path)
+    table = read_completed_table(path)
     needed = ["path", "split", *fivek_source.LABELS, *(f"{label}_source" for label in fivek_source.LABELS)]
     missing = [c for c in needed if c not in table.columns]
     if missing:
@@ -144,13 +139,26 @@ def finished_stage(cfg, stage):
     if not (cfg.resume and os.path.isfile(metrics_path) and os.path.isfile(table_path)):
         return None
     with open(metrics_path) as f:
-        return pd.read_csv(table_path), json.load(f)
+        return read_completed_table(table_path), json.load(f)
+
+
+def write_completed_table(path: str, table: pd.DataFrame):
+    """A stage's completed table as CSV, the 0/1 labels written as integers (``1``, not ``1.0``)."""
+    labels = [label for label in fivek_source.LABELS if label in table.columns]
+    rundir.write_table(path, table.astype({label: "Int64" for label in labels}))
+
+
+def read_completed_table(path: str) -> pd.DataFrame:
+    """``write_completed_table``'s file with the labels as the source gives them (float32, NaN missing)."""
+    table = pd.read_csv(path)
+    labels = [label for label in fivek_source.LABELS if label in table.columns]
+    return table.astype({label: "float32" for label in labels})
 
 
 def run(cfg) -> dict:
     """Run the stages ``cfg.stage`` selects; returns {stage: metrics} and prints a results table."""
     from keras_fgvc.config import to_dict
-    from keras_fgvc.data.prepare import check_tables, decode_once
+    from keras_fgvc.data.prepare import check_tables, decode_once, limit_rows
     from keras_fgvc.export.stage import check_stage_exports
     from keras_fgvc.training.precision import configure
     from keras_fgvc.training.stages import check_can_start, stages_to_run
@@ -171,6 +179,9 @@ def run(cfg) -> dict:
     test_table = source_table(cfg, root, split="test") if os.path.isfile(
         os.path.join(root, fivek_source.META_FILES["test"])
     ) else None
+    # data.max_rows (smoke runs): the train/val/test rows keep their shares ("split").
+    limited = limit_rows(cfg, {"train": table, "test": test_table}, label="split")
+    table, test_table = limited["train"], limited["test"]
 
     plan = configure(cfg.runtime)
     rundir.write_config(cfg.run_dir, to_dict(cfg))
@@ -185,7 +196,8 @@ def run(cfg) -> dict:
             print(f"stage '{stage.name}': finished in an earlier run; its table and metrics are kept")
             continue
         results[stage.name] = run_stage(cfg, plan, stage, table, truth, test_table if stage_label(stage) == "5k" else None)
-    rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"), {**results, "data": data_info})
+    # Merged: stages run one at a time (stage=X) keep the earlier stages' numbers.
+    rundir.merge_json(os.path.join(cfg.run_dir, "metrics.json"), {**results, "data": data_info})
     print(format_results(results, plan))
     return results
 
@@ -269,7 +281,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
         if wandb_run is not None:
             wandb_run.finish()
     table["label_source"] = summarize_sources(table)
-    rundir.write_table(os.path.join(trained.folder, "table.csv"), table)
+    write_completed_table(os.path.join(trained.folder, "table.csv"), table)
     if test_table is not None and len(test_table):
         from keras_fgvc.export.submission import (
             write_fivek_predictions,

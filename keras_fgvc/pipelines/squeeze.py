@@ -113,7 +113,7 @@ def user_teacher(cfg) -> str | None:
 
 def load_user_teacher(path: str):
     """The user's teacher model (Keras safe mode: no arbitrary code runs); UserError if it cannot be."""
-    import keras
+    from keras_fgvc.models.loading import load_keras_model
 
     if not path.endswith(TEACHER_FILE_TYPES):
         raise UserError(f"config key 'squeeze.teacher' = {path!r}: give a teacher stage of this run or a "
@@ -121,7 +121,9 @@ def load_user_teacher(path: str):
     if not os.path.isfile(path):
         raise UserError(f"config key 'squeeze.teacher': model file {path} not found")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return load_keras_model(path, compile=False)
+    except UserError as error:  # already says what is wrong with the file (a Lambda layer refused)
+        raise UserError(f"config key 'squeeze.teacher': {error}") from None
     except Exception as error:  # noqa: BLE001 - any reason a file is no loadable model: one line for the user
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
         raise UserError(f"config key 'squeeze.teacher': cannot load {path} as a Keras model: {reason}") from None

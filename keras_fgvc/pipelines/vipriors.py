@@ -63,13 +63,6 @@ def data_root(cfg) -> str:
                                     images_per_split=v.demo_images_per_split, image_size=size))
 
 
-def training_table(cfg):
-    """The training split's source rows (for previews and other tasks)."""
-    from keras_fgvc.data.prepare import source_table
-
-    return source_table(cfg, data_root(cfg))
-
-
 def run(cfg) -> dict:
     """Train the stages ``cfg.stage`` selects, then predict with TTA (or ensemble finished runs)."""
     from keras_fgvc.evaluation.tta import TTA_PRESETS

@@ -11,8 +11,9 @@ specific to its system (5K label completion, Hotel-ID gallery, Squeeze report):
         probabilities = predict_table(run.model, rows, cfg.data.image_size)
 
 Stage files live in ``<run_dir>/<stage>/``: ``best.weights.h5``, ``last.weights.h5``, ``history.csv``,
-``checkpoint.json`` (best value and epoch), ``backup/`` while it trains (the resume state of the
-last completed epoch) and ``finished.json`` once it has (info and history).
+``config.yaml`` (the stage's resolved config), ``checkpoint.json`` (best value and epoch), ``backup/``
+while it trains (the resume state of the last completed epoch) and ``finished.json`` once it has
+(info and history).
 
 Resume (``resume=true``) and the order of the training batches: ``training/resume.py``.
 A pretrained backbone (``model.weights``, ``backbone=hub``) is fine-tuned with the recipe of
@@ -32,8 +33,10 @@ from dataclasses import dataclass
 
 import keras
 
+from keras_fgvc.config.validate import to_dict
 from keras_fgvc.errors import UserError
-from keras_fgvc.tracking.progress import fit_verbosity
+from keras_fgvc.tracking.progress import EpochLine, fit_verbosity, interactive
+from keras_fgvc.tracking.run_dir import write_config
 from keras_fgvc.training.callbacks import (
     BACKUP_DIR,
     BEST,
@@ -228,7 +231,9 @@ def load_teacher(cfg, stage, model_fn):
         teacher = model_fn(stage_config(cfg, by_name[stage.teacher]))
         teacher.load_weights(os.path.join(stage_folder(cfg, stage.teacher), BEST))
     else:
-        teacher = keras.saving.load_model(stage.teacher, safe_mode=True)
+        from keras_fgvc.models.loading import load_keras_model
+
+        teacher = load_keras_model(stage.teacher)  # frozen: its optimizer and losses are never used
     teacher.trainable = False
     return teacher
 
@@ -329,6 +334,9 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     remove_partial_files(folder)
     remove_partial_files(os.path.join(folder, BACKUP_DIR))
     train_cfg = phase.train_config(stage_train_config(cfg, stage))
+    # The stage's own resolved config (its model and train values; stage = its name): the run's
+    # config.yaml is the latest command's, which may have run other stages.
+    write_config(folder, to_dict(dataclasses.replace(stage_config(cfg, stage), train=train_cfg, stage=stage.name)))
     keras.utils.set_random_seed(cfg.seed)
     # data.batch_size is per replica; the global batch feeds the dataset and the LR rule.
     global_batch = cfg.data.batch_size * plan.strategy.num_replicas_in_sync
@@ -382,6 +390,10 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     # which a resumed run can replay (training/resume.py). Keras' own handling of a finite
     # dataset creates extra iterators at epoch ends, a count that is its implementation detail.
     stream = resumed_dataset(train_ds, completed, steps, batches_per_pass) if completed else train_ds.repeat()
+    print(f"stage '{stage.name}': {train_cfg.epochs} epochs x {steps} steps of {global_batch} images "
+          f"({len(train_rows)} train / {len(val_rows)} val rows)", flush=True)
+    if not interactive():  # a log: one line per epoch that names the stage
+        callbacks.append(EpochLine(stage.name, train_cfg.epochs))
     history = trainer.fit(
         stream,
         validation_data=val_ds,

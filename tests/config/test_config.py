@@ -213,3 +213,16 @@ def test_a_bad_value_that_an_interpolation_selects_by_is_named_with_its_choices(
         compose(["pipeline=vipriors", "vipriors.finetune=cosface"])
     assert compose(["pipeline=vipriors", "vipriors.finetune=arcface"]).train.stages[1].model == {
         "heads": ["softmax", "arcface"]}
+
+
+def test_a_successful_cli_run_on_a_cpu_machine_keeps_stderr_empty(tmp_path):
+    import shutil
+
+    from tests.pipelines.cli import run_cli
+
+    if os.path.exists("/proc/driver/nvidia") or shutil.which("nvidia-smi"):
+        pytest.skip("a machine with an NVIDIA driver passes TensorFlow's device messages on")
+    done, _ = run_cli("task=model_card", "smoke=true", f"runs_root={tmp_path}/runs", f"data.demo_root={tmp_path}/demo",
+                      cwd=tmp_path)
+    assert done.returncode == 0 and "params" in done.stdout
+    assert done.stderr == ""  # no oneDNN/absl INFO lines, no "failed call to cuInit" on a CPU-only machine

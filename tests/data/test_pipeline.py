@@ -12,7 +12,7 @@ from PIL import Image
 
 from keras_fgvc.data.decode import decode_image, model_pixels
 from keras_fgvc.data.pipeline import PipelineSpec, build
-from keras_fgvc.data.splits import split_rows, stratified_split
+from keras_fgvc.data.splits import split_rows, stratified_sample, stratified_split
 
 
 @pytest.fixture
@@ -110,6 +110,21 @@ def test_stratified_split_takes_the_fraction_of_every_class_and_keeps_one_in_tra
     assert not np.array_equal(val, stratified_split(labels, 0.1, seed=8)[1])
     with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
         stratified_split(labels, 1.0, seed=0)
+
+
+def test_stratified_sample_keeps_each_class_share_and_at_least_one_row():
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 9 + [3] * 1 + [np.nan] * 10, dtype=object)
+    rows = stratified_sample(labels, 21, seed=3)
+    assert len(rows) == 21 and len(set(rows)) == 21 and list(rows) == sorted(rows)
+    counts = {c: int(np.sum(labels[rows] == c)) for c in (0, 1, 2, 3)}
+    # one each (5 groups), then 16 shared by the other rows 59:29:8:0:9 (105): 8.99, 4.42, 1.22, 0, 1.37;
+    # floors 8+4+1+0+1 = 14, the two largest remainders (.99, .42) add one each
+    assert counts == {0: 10, 1: 6, 2: 2, 3: 1} and sum(isinstance(v, float) for v in labels[rows]) == 2
+    np.testing.assert_array_equal(rows, stratified_sample(labels, 21, seed=3))
+    assert not np.array_equal(rows, stratified_sample(labels, 21, seed=4))
+    np.testing.assert_array_equal(stratified_sample(labels, 500, seed=0), np.arange(len(labels)))
+    few = stratified_sample(labels, 3, seed=0)  # fewer rows than classes: three classes, one row each
+    assert len(few) == 3 and len({str(v) for v in labels[few]}) == 3
 
 
 def test_object_boxes_of_the_cars_layout_crop_the_pixels_the_model_sees(tmp_path):

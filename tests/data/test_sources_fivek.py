@@ -33,10 +33,12 @@ def test_missing_column_names_it(tmp_path):
         fivek.load(str(tmp_path))
 
 
-def test_bad_label_names_file_row_and_column(tmp_path):
-    write(tmp_path, ["1,1.jpg,1,0,0", "2,2.jpg,yes,0,0"])
-    with pytest.raises(DataError, match=r"train_meta.csv: row 3: column 'mask' must be 0, 1 or empty, got 'yes'"):
+@pytest.mark.parametrize("value, shown", [("yes", "'yes'"), ("7", "7"), ("0.5", "0.5")])
+def test_bad_label_names_file_row_and_column(tmp_path, value, shown):
+    write(tmp_path, ["1,1.jpg,1,,0", f"2,2.jpg,{value},0,0"])
+    with pytest.raises(DataError) as error:
         fivek.load(str(tmp_path))
+    assert str(error.value).endswith(f"train_meta.csv: row 3: column 'mask' must be 0, 1 or empty, got {shown}")
 
 
 def test_missing_image_names_the_row_and_counts(tmp_path):
@@ -51,3 +53,16 @@ def test_public_test_needs_no_labels_and_truth_is_optional(tmp_path):
     test = fivek.load(str(tmp_path), split="test")
     assert test["image_id"].tolist() == [7] and "mask" not in test.columns
     assert fivek.load_truth(str(tmp_path)) is None
+
+
+def test_a_duplicate_image_id_names_both_rows(tmp_path):
+    write(tmp_path, ["1,1.jpg,1,0,0", "2,2.jpg,0,0,0", "1,2.jpg,0,0,0"])
+    with pytest.raises(DataError, match=r"train_meta.csv: row 4: duplicate image_id '1' \(first at row 2\)"):
+        fivek.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("fname", ["/etc/passwd", "../../outside.jpg"])
+def test_a_file_name_leading_out_of_the_images_folder_is_refused(tmp_path, fname):
+    write(tmp_path, ["1,1.jpg,1,0,0", f"2,{fname},0,0,0"])
+    with pytest.raises(DataError, match=rf"train_meta.csv: row 3: path '{fname}' leads outside the data root"):
+        fivek.load(str(tmp_path))

@@ -80,6 +80,7 @@ def test_csv_reads_numeric_and_named_labels_with_missing_values(tmp_path):
     ("path,label\nimg/a.jpg,1\n../secret.jpg,0\n", "row 3: path '../secret.jpg' leads outside the data root"),
     ("path,label\n/etc/passwd,0\n", "row 2: path '/etc/passwd' leads outside the data root"),
     ("path,label\nimg/a.jpg,1\nimg/zzz.jpg,0\n", "row 3: image .*img/zzz.jpg not found"),
+    ("path,label\nimg/a.jpg,1\nimg/b.jpg,0\n./img/a.jpg,0\n", "row 4: duplicate path '.*/img/a.jpg' \\(first at row 2\\)"),
 ])
 def test_csv_mistakes_name_the_file_and_row(tmp_path, text, message):
     write_csv(tmp_path, text)

@@ -65,7 +65,7 @@ def test_train_set_normalisation_is_measured_and_recorded(sweep):
 def test_export_holds_the_class_names(sweep):
     root, runs, _ = sweep
     for run in runs:  # each sweep job exports under its own name
-        model = tf.saved_model.load(str(root / "saved" / run.name / "cars" / "train"))
+        model = tf.saved_model.load(str(root / "saved" / "cars" / run.name / "train"))
         assert "serving_default" in model.signatures
     classes = json.loads((runs[0] / "train" / "classes.json").read_text())
     assert len(classes) == 4 and all(isinstance(c, str) for c in classes)

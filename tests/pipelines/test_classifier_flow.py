@@ -9,6 +9,7 @@ from PIL import Image
 from keras_fgvc.config.compose import compose, compose_jobs, sweep
 from keras_fgvc.config.validate import ConfigError
 from keras_fgvc.data.normalization import with_dataset_statistics
+from keras_fgvc.export.stage import stage_export_path
 from keras_fgvc.pipelines.classifier import split_tables
 
 
@@ -50,6 +51,26 @@ def test_a_data_set_with_its_own_test_split_keeps_it(tmp_path):
     assert (len(tables["val"]), len(tables["train"])) == (6, 24)
 
 
+def test_smoke_on_a_users_data_cuts_each_split_to_max_rows_keeping_every_class(tmp_path, capsys):
+    root = image_folder(tmp_path / "flat", per_class=120)  # 360 rows: more than a smoke run takes
+    cfg = folder_cfg(root, "data.val_fraction=0.1", "data.test_fraction=0.1")
+    assert cfg.data.max_rows == 256  # every pipeline's smoke_settings
+    tables = split_tables(cfg, str(root))
+    assert {name: len(t) for name, t in tables.items()} == {"test": 36, "val": 33, "train": 256}
+    assert tables["train"]["label"].value_counts().to_dict() == {0: 86, 1: 85, 2: 85}  # 1 + 85 each, +1
+    assert tables["train"].attrs["classes"] == ["ant", "bee", "cat"]
+    assert "data.max_rows=256: train uses 256 of 291 rows (stratified by 'label', seed 0)" in capsys.readouterr().out
+    full = split_tables(folder_cfg(root, "data.val_fraction=0.1", "data.test_fraction=0.1", "data.max_rows=0"),
+                        str(root))
+    assert len(full["train"]) == 291 and set(tables["train"]["path"]) < set(full["train"]["path"])
+
+
+@pytest.mark.parametrize("pipeline", ["fivek", "cars", "hotel_id", "vipriors", "squeeze"])
+def test_every_smoke_config_limits_the_rows_it_reads(pipeline):
+    assert compose([f"pipeline={pipeline}", "smoke=true"]).data.max_rows == 256
+    assert compose([f"pipeline={pipeline}"]).data.max_rows == 0
+
+
 def test_dataset_statistics_replace_mean_and_std_only_for_input_scale_dataset(tmp_path):
     root = image_folder(tmp_path / "flat", per_class=4)
     cfg = folder_cfg(root, f"data.cache_dir={tmp_path / 'cache'}")
@@ -75,7 +96,7 @@ def test_each_sweep_job_gets_its_own_run_folder_and_export_folder():
     configs = compose_jobs(["pipeline=cars", "smoke=true", "model.dropout=0.1,0.3"], multirun=True)
     assert [c.model.dropout for c in configs] == [0.1, 0.3]
     assert [c.name for c in configs] == ["smoke-model.dropout=0.1", "smoke-model.dropout=0.3"]
-    assert len({c.run_dir for c in configs}) == len({c.export.dir for c in configs}) == 2
+    assert len({c.run_dir for c in configs}) == len({stage_export_path(c, "train") for c in configs}) == 2
 
 
 def test_a_sweep_without_m_and_a_bad_value_in_any_job_are_refused_before_running():

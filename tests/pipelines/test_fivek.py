@@ -3,6 +3,7 @@ stage hand-over, refusals, and the exported bytes-in signature."""
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
     for stage in ("mask", "distancing", "fivek"):
         for name in ("table.csv", "metrics.json", "history.csv", "confusion.png", BEST, "last.weights.h5"):
             assert os.path.isfile(os.path.join(cfg.run_dir, stage, name)), (stage, name)
-        assert set(tf.saved_model.load(str(root / "saved" / "fivek" / stage)).signatures) == {"serving_default", "embed"}
+        assert set(tf.saved_model.load(str(root / "saved" / "fivek" / "smoke" / stage)).signatures) == {"serving_default", "embed"}
     summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
     assert set(summary) == {"mask", "distancing", "fivek", "data"}
     assert summary["data"] == {"images_checked": cfg.data.demo.num_images + cfg.data.demo.test_images, "bad_files": 0}
@@ -58,6 +59,8 @@ def test_human_labels_are_kept_and_pseudo_labels_are_confident(smoke_run):
         assert (final.loc[pseudo, f"{label}_confidence"] >= cfg.pseudo_label.threshold).all()
         assert final.loc[pseudo, label].isin([0, 1]).all()
         assert (final.loc[~human & ~pseudo, label].isna()).all()
+    raw = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "table.csv"), dtype=str, keep_default_na=False)
+    assert set(raw["mask"]) <= {"0", "1", ""} and set(raw["5k"]) <= {"0", "1", ""}  # 1, not 1.0
 
 
 def test_5k_follows_mask_and_distancing(smoke_run):
@@ -123,7 +126,7 @@ def test_5k_submission_uses_the_predictor_and_threshold_chosen_on_validation(smo
     predictions = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "predictions.csv"))
     chosen = decision[expected]["threshold"]
     np.testing.assert_array_equal(predictions["label"], (predictions["p_1"] >= chosen).astype(int))
-    served = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["serving_default"](
+    served = tf.saved_model.load(str(root / "saved" / "fivek" / "smoke" / "fivek")).signatures["serving_default"](
         image_bytes=tf.constant([f.read_bytes() for f in sorted((demo / "images").iterdir())[:8]]))
     np.testing.assert_array_equal(served["top_class"].numpy(),
                                   (served["probabilities"].numpy()[:, 1] >= metrics["decision_threshold"]).astype(int))
@@ -139,13 +142,13 @@ def test_export_on_raw_jpeg_bytes_equals_the_keras_model(smoke_run):
     model.load_weights(os.path.join(cfg.run_dir, "fivek", BEST))
     files = sorted((demo / "images").iterdir())[:5]
     encoded = [f.read_bytes() for f in files]
-    served = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["serving_default"](
+    served = tf.saved_model.load(str(root / "saved" / "fivek" / "smoke" / "fivek")).signatures["serving_default"](
         image_bytes=tf.constant(encoded)
     )
     pixels = np.stack([model_pixels(e, cfg.data.image_size).numpy() for e in encoded])
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(model(pixels, training=False)["logits"]))
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-5)
-    embedding = tf.saved_model.load(str(root / "saved" / "fivek" / "fivek")).signatures["embed"](
+    embedding = tf.saved_model.load(str(root / "saved" / "fivek" / "smoke" / "fivek")).signatures["embed"](
         image_bytes=tf.constant(encoded)
     )["embedding"].numpy()
     np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, atol=1e-5)
@@ -174,7 +177,7 @@ def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
     assert metrics["warm_start"] is None
     # TFLite next to the SavedModel, compared with Keras on the validation rows.
     flat, int8 = metrics["export"]["tflite_float32"], metrics["export"]["tflite_int8"]
-    assert flat["path"].endswith("saved/fivek/fivek.float32.tflite") and os.path.isfile(int8["path"])
+    assert flat["path"].endswith("saved/fivek/smoke/fivek.float32.tflite") and os.path.isfile(int8["path"])
     assert flat["max_abs_diff"] < 1e-4 and flat["top1_agreement"] == 1.0
     assert flat["num_images"] == int8["num_images"] > 0
     assert int8["size_mb"] < 0.35 * flat["size_mb"]
@@ -193,12 +196,51 @@ def test_a_stage_alone_without_the_checkpoint_it_starts_from_exits_2(smoke_run, 
 
 def test_existing_export_is_refused_before_any_work(smoke_run, capsys):
     root, cfg, _ = smoke_run
-    marker = root / "saved" / "fivek" / "mask" / "saved_model.pb"
-    stamp = marker.stat().st_mtime_ns
-    assert main(overrides(root, "name=second")) == 2
+    marker = root / "saved" / "fivek" / "smoke" / "mask" / "saved_model.pb"
+    written = {path: path.stat().st_mtime_ns for path in (marker, Path(cfg.run_dir) / "metrics.json")}
+    assert main(overrides(root)) == 2  # the same run again, without export.overwrite
     assert "already exists; set export.overwrite=true" in capsys.readouterr().err
-    assert marker.stat().st_mtime_ns == stamp
-    assert not os.path.exists(compose(overrides(root, "name=second")).run_dir)
+    assert {path: path.stat().st_mtime_ns for path in written} == written
+
+
+def test_a_second_process_on_the_run_folder_refuses(smoke_run, capsys):
+    from keras_fgvc.tracking.run_dir import run_lock
+
+    root, cfg, _ = smoke_run
+    written = {path: path.stat().st_mtime_ns for path in Path(cfg.run_dir).rglob("*") if path.is_file()}
+    with run_lock(cfg.run_dir):  # as if another run.py were working in it
+        assert main(overrides(root, "resume=true", "export.overwrite=true")) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: run folder {cfg.run_dir} is in use by another process (pid {os.getpid()}); "
+                     "wait for it to finish, or start this run under another name="]
+    assert {path: path.stat().st_mtime_ns for path in written} == written
+
+
+def test_a_stage_run_alone_keeps_the_other_stages_numbers_and_writes_its_config(smoke_run, tmp_path):
+    import shutil
+
+    import yaml
+
+    root, cfg, _ = smoke_run
+    shutil.copytree(root / "runs", tmp_path / "runs")  # the module's run stays as it is
+    before = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
+    args = overrides(tmp_path, "stage=mask", f"data.demo_root={root}/demo", "export.enabled=false")
+    assert main(args) == 0
+    run_dir = compose(args).run_dir
+    after = json.loads(open(os.path.join(run_dir, "metrics.json")).read())
+    assert set(after) == set(before) and after["distancing"] == before["distancing"]
+    assert after["fivek"] == before["fivek"]
+    stage_config = yaml.safe_load(open(os.path.join(run_dir, "mask", "config.yaml")))
+    assert stage_config["stage"] == "mask" and stage_config["train"]["epochs"] == cfg.train.stages[0].epochs
+    assert yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))["stage"] == "mask"  # the latest command
+
+
+def test_exports_belong_to_the_run(tmp_path):
+    from keras_fgvc.export.stage import stage_export_path
+
+    first, second = (compose(overrides(tmp_path, f"name={name}")) for name in ("first", "second"))
+    assert stage_export_path(first, "mask") == f"{tmp_path}/saved/fivek/first/mask"
+    assert stage_export_path(second, "mask") == f"{tmp_path}/saved/fivek/second/mask"
 
 
 def test_missing_data_root_names_the_file(tmp_path, capsys):

@@ -45,7 +45,7 @@ def test_each_step_exits_zero_and_writes_its_files(steps):
         assert embeddings.shape == (len(ids), 64)
         np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     assert (run / "plots" / "retrieval.png").is_file() and (run / "plots" / "val_map5.png").is_file()
-    assert (steps["root"] / "saved" / "hotel_id" / "embed" / "saved_model.pb").is_file()
+    assert (steps["root"] / "saved" / "hotel_id" / "smoke" / "embed" / "saved_model.pb").is_file()
 
 
 def test_best_checkpoint_is_the_best_val_map_epoch(steps):
@@ -125,7 +125,7 @@ def assert_top_k_of(ranked, reference):
 
 def test_retrieval_saved_model_answers_as_the_pipeline_ranks(steps):
     run, demo = steps["run"], steps["demo"]
-    model = tf.saved_model.load(str(steps["root"] / "saved" / "hotel_id" / "retrieval"))
+    model = tf.saved_model.load(str(steps["root"] / "saved" / "hotel_id" / "smoke" / "retrieval"))
     test_ids = np.load(run / "embed" / "test" / "ids.npy")
     images = tf.constant([(demo / "test_images" / name).read_bytes() for name in test_ids])
     answer = model.signatures["serving_default"](image_bytes=images)
@@ -164,3 +164,17 @@ def test_a_bad_ensemble_is_one_error_line_before_anything_is_written(steps):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: config key 'hotel_id.ensemble'")
     assert "nowhere" in done.stderr and not (root / "runs" / "hotel_id" / "bad").exists()
+
+
+def test_max_rows_cuts_gallery_and_queries_stratified_by_hotel(steps):
+    from keras_fgvc.config.compose import compose
+    from keras_fgvc.pipelines.hotel_id import data_root, split_tables
+
+    cfg = compose([*steps["common"], "data.max_rows=30"])
+    full = split_tables(compose([*steps["common"], "data.max_rows=0"]), data_root(cfg))
+    tables = split_tables(cfg, data_root(cfg))
+    assert {name: len(t) for name, t in tables.items()} == {name: min(30, len(t)) for name, t in full.items()}
+    assert len(full["train"]) > 30 and set(tables["train"]["path"]) < set(full["train"]["path"])
+    # 20 hotels: every one keeps a gallery photo (1 each, then 10 more by share)
+    assert tables["train"]["label"].nunique() == full["train"]["label"].nunique() == 20
+    assert tables["train"].attrs["classes"] == full["train"].attrs["classes"]

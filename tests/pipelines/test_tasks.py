@@ -1,6 +1,7 @@
 """The pipeline-independent tasks: preview_augment writes a reproducible grid; model_card prints a card."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from keras_fgvc.config.compose import compose
@@ -29,6 +30,16 @@ def test_preview_without_augmentation_shows_the_images_themselves(tmp_path):
     plain = np.asarray(Image.open(f"{compose(overrides(tmp_path, 'name=plain')).run_dir}/plots/augment.png").convert("RGB"))
     augmented = np.asarray(Image.open(f"{compose(overrides(tmp_path, 'name=augmented')).run_dir}/plots/augment.png").convert("RGB"))
     assert plain.shape == augmented.shape and np.abs(plain.astype(int) - augmented).mean() > 1.0
+
+
+@pytest.mark.parametrize("pipeline", ["cars", "hotel_id", "vipriors", "squeeze"])
+def test_preview_augment_works_for_every_pipeline(tmp_path, capsys, pipeline):
+    args = overrides(tmp_path, f"pipeline={pipeline}", "task=preview_augment")
+    assert main(args) == 0
+    cfg = compose(args)
+    assert f"(16 images, preset '{cfg.augment.preset}'" in capsys.readouterr().out
+    grid = np.asarray(Image.open(f"{cfg.run_dir}/plots/augment.png").convert("RGB"))
+    assert grid.shape == (2 * 160, 8 * 160, 3)
 
 
 def test_model_card_task_prints_the_parameter_count(tmp_path, capsys):

@@ -99,7 +99,7 @@ def test_test_split_without_labels_is_predicted_not_scored(smoke):
 
 def test_each_stage_is_exported(smoke):
     for stage in ("ce", "margin"):
-        saved = smoke["root"] / "saved" / "vipriors" / stage
+        saved = smoke["root"] / "saved" / "vipriors" / "smoke" / stage
         assert (saved / "saved_model.pb").is_file()
         assert json.loads((saved / "classes.json").read_text()) == sorted(os.listdir(smoke["demo"] / "train"))
 

@@ -25,7 +25,7 @@ def test_bars_follow_the_terminal_unless_forced(monkeypatch, stdout, env, bars):
     else:
         monkeypatch.setenv(progress.ENV, env)
     assert progress.interactive() is bars
-    assert progress.fit_verbosity() == (1 if bars else 2)
+    assert progress.fit_verbosity() == (1 if bars else 0)
     assert progress.predict_verbosity() == (1 if bars else 0)
 
 
@@ -49,3 +49,20 @@ def test_prediction_and_embedding_loops_print_nothing_into_a_log(monkeypatch, tm
     embeddings, _ = extract_embeddings(model, images, str(tmp_path / "gallery"))
     assert logits.shape == (3, 2) and embeddings.shape == (3, 3)
     assert capsys.readouterr().out == ""
+
+
+def test_a_log_gets_one_line_per_epoch_that_names_the_stage(capsys):
+    import re
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 1), "float32")
+    model.fit(x, y, validation_data=(x, y), epochs=2, batch_size=4, verbose=0,
+              callbacks=[progress.EpochLine("mask", 2)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    for epoch, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"stage 'mask' epoch {epoch}/2: loss [0-9.e+-]+, val_loss [0-9.e+-]+ \([0-9.]+ s\)", line), line
+    loss = float(re.search(r"val_loss ([0-9.e+-]+)", lines[1]).group(1))
+    assert loss == pytest.approx(model.evaluate(x, y, verbose=0), rel=1e-3)

@@ -270,7 +270,7 @@ def test_the_fivek_driver_skips_finished_stages_and_keeps_their_exports(tmp_path
         pd.DataFrame({"path": ["x.jpg"], stage: [1.0]}).to_csv(os.path.join(folder, "table.csv"), index=False)
         with open(os.path.join(folder, "metrics.json"), "w") as f:
             json.dump({"heldout_accuracy": 0.5 + index / 10}, f)
-        os.makedirs(os.path.join(str(tmp_path), "saved", "fivek", stage))  # would refuse a new export
+        os.makedirs(os.path.join(str(tmp_path), "saved", "fivek", "smoke", stage))  # would refuse a new export
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.count("finished in an earlier run") == 3

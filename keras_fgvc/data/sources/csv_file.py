@@ -20,3 +20,14 @@ def read_csv(csv_path: str, required, expected: str) -> pd.DataFrame:
     if missing:
         raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, table.columns))}")
     return table
+
+
+def check_unique(table: pd.DataFrame, column: str, csv_path: str) -> None:
+    """DataError naming the first row whose ``column`` repeats an earlier row's: a duplicated image
+    would be counted twice and could land in two splits at once (train and val)."""
+    repeated = table[column].duplicated()
+    if repeated.any():
+        row = int(repeated.to_numpy().argmax())
+        value = table[column].iloc[row]
+        first = int((table[column] == value).to_numpy().argmax())
+        raise DataError(f"{csv_path}: row {row + 2}: duplicate {column} {str(value)!r} (first at row {first + 2})")

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from keras_fgvc.data.sources.csv_file import read_csv
+from keras_fgvc.data.sources.csv_file import check_unique, read_csv
 from keras_fgvc.data.sources.paths import contiguous_ids, inside_root
 from keras_fgvc.errors import DataError
 
@@ -26,7 +26,7 @@ def load(root, split="train", path_column="path", label_columns=("label",)):
     """The ``split`` Table from ``<root>/<split>.csv``: absolute ``path`` plus the label columns.
 
     Raises DataError naming the file, column or row: missing file or columns, an empty table, an
-    empty path, a path outside ``root``, or a missing image.
+    empty path, a path outside ``root``, a missing image, or an image listed twice.
 
     Example:
         >>> table = load("/data/birds", "train", label_columns=["species"])  # doctest: +SKIP
@@ -45,6 +45,7 @@ def load(root, split="train", path_column="path", label_columns=("label",)):
             raise DataError(f"{where}: image {path} not found")
         paths.append(path)
     table["path"] = paths
+    check_unique(table, "path", csv_path)  # after resolving: "a.jpg" and "./a.jpg" are one image
     classes = {}
     for column in label_columns:
         values = table[column]

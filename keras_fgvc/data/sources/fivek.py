@@ -11,8 +11,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from keras_fgvc.data.sources.csv_file import read_csv
-from keras_fgvc.errors import DataError
+from keras_fgvc.data.sources.csv_file import check_unique, read_csv
+from keras_fgvc.data.sources.paths import inside_root
+from keras_fgvc.errors import DataError, plain
 
 LABELS = ("mask", "distancing", "5k")
 META_FILES = {"train": "train_meta.csv", "test": "public_test_meta.csv", "truth": "truth.csv"}
@@ -28,17 +29,19 @@ def load(root, split="train"):
     csv_path = os.path.join(root, META_FILES[split])
     required = ["image_id", "fname"] + (list(LABELS) if split != "test" else [])
     table = read_csv(csv_path, required, f"expected the Zalo 5K layout: {META_FILES[split]} + images/")
+    check_unique(table, "image_id", csv_path)
     for label in LABELS if split != "test" else ():
         values = pd.to_numeric(table[label], errors="coerce")
         bad = table[label].notna() & ~values.isin([0, 1])
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
-                f"{csv_path}: row {row + 2}: column '{label}' must be 0, 1 or empty, got {table[label].iloc[row]!r}"
+                f"{csv_path}: row {row + 2}: column '{label}' must be 0, 1 or empty, got {plain(table[label].iloc[row])!r}"
             )
         table[label] = values.astype("float32")
     image_dir = os.path.join(os.path.abspath(root), "images")
-    table["path"] = [os.path.join(image_dir, str(name)) for name in table["fname"]]
+    table["path"] = [inside_root(image_dir, str(name), f"{csv_path}: row {row + 2}")
+                     for row, name in enumerate(table["fname"])]
     if split != "truth":
         exists = np.array([os.path.isfile(p) for p in table["path"]])
         if not exists.all():

@@ -1,11 +1,15 @@
 #!/usr/bin/env python
 """keras_fgvc command line: compose config -> validate -> dispatch. ``python run.py --help``."""
 
+import errno
 import os
 import re
 import sys
 
 OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][A-Za-z0-9_.]*=")
+# Errors of the machine, not of the code: a full disk or quota, a file-size limit, a read-only or
+# forbidden folder. One line for the user; every file is written atomically, so none is partial.
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _has_nvidia_driver() -> bool:
@@ -46,8 +50,17 @@ def _import_tensorflow_quietly():
                 sys.stderr.write(captured.read().decode(errors="replace"))
 
 
+def _storage_error(error: OSError) -> str:
+    """``<file>: <reason>`` of a failed write (the writers name their file: keras_fgvc.atomic.naming)."""
+    reason = error.strerror or str(error).splitlines()[0]
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
 def main(argv: list[str]) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3: TensorFlow's C++ "errors" that are expected on a CPU (cuInit without a driver, oneDNN's
+    # "DT_UINT8 only with AVX-512" fallback) stay quiet; a real failure still raises in Python.
+    if os.environ.get("KERAS_FGVC_TF_LOGS") != "1":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _import_tensorflow_quietly()
     import dataclasses
 
@@ -73,6 +86,7 @@ def main(argv: list[str]) -> int:
     # the shell); a sweep job's folder name has an "=" in it, but no dotted key before it.
     overrides = [arg for arg in argv if OVERRIDE.match(arg)]
     folders = [arg for arg in argv if not OVERRIDE.match(arg)]
+    cfg = None
     try:
         from keras_fgvc.config.compose import compose_jobs
 
@@ -91,6 +105,13 @@ def main(argv: list[str]) -> int:
             dispatch(cfg)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        during = f" while running {cfg.run_dir}" if cfg is not None else ""
+        print(f"error: {_storage_error(error)}{during} (files written before this one are complete; free space "
+              "or choose another runs_root / export.dir, then rerun with resume=true)", file=sys.stderr)
         return 2
     return 0
 

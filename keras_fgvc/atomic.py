@@ -11,6 +11,18 @@ import tempfile
 
 
 @contextlib.contextmanager
+def naming(path):
+    """Re-raise a failed write's OSError that names no file (h5py, NumPy memmaps, ``write`` on an
+    open handle) as one naming ``path``: a full disk is then one line that says which file."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, os.strerror(error.errno), path) from error
+
+
+@contextlib.contextmanager
 def atomic_open(path, mode: str = "w", newline: str = ""):
     """Open a temporary sibling of ``path`` for writing; on success it replaces ``path``.
 
@@ -25,7 +37,7 @@ def atomic_open(path, mode: str = "w", newline: str = ""):
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         text = {} if "b" in mode else {"newline": newline, "encoding": "utf-8"}
-        with os.fdopen(fd, mode, **text) as handle:
+        with naming(tmp_path), os.fdopen(fd, mode, **text) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

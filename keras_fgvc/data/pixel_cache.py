@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from keras_fgvc.atomic import naming
 from keras_fgvc.data.decode import model_pixels
 from keras_fgvc.data.tfrecord import encoded_images
 from keras_fgvc.errors import DataError
@@ -158,8 +159,14 @@ def lookup(table, image_size: int, channels: int = 3, resize: str = "squash", bo
 def _fill(table, path, image_size, channels, resize, box_mode):
     """Decode every row into a temporary .npy, renamed into place only when complete."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                      shape=(len(table), image_size, image_size, channels))
+    try:
+        with naming(tmp):  # a full disk: one line naming the file, and no partial file left (below)
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                              shape=(len(table), image_size, image_size, channels))
+    except OSError:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     done = np.zeros(len(table), bool)
     decode = decoder(table, image_size, channels, resize, box_mode)
     batches = (encoded_images(table)

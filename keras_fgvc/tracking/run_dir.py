@@ -14,21 +14,15 @@ import tempfile
 
 import yaml
 
+from keras_fgvc.atomic import atomic_open
 from keras_fgvc.errors import UserError
 
 LOCKS_DIR = os.path.join(tempfile.gettempdir(), "keras_fgvc", "locks")
 
 
 def atomic_write_text(path: str, text: str):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 def write_config(run_dir: str, config: dict):

@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 
+from keras_fgvc.atomic import naming
 from keras_fgvc.tracking.run_dir import atomic_write_text, write_json
 
 BEST = "best.weights.h5"
@@ -53,7 +54,8 @@ def save_weights_atomically(model: keras.Model, path: str):
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=".weights.h5")
     os.close(fd)
     try:
-        model.save_weights(tmp, overwrite=True)
+        with naming(tmp):
+            model.save_weights(tmp, overwrite=True)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -75,13 +77,15 @@ def copy_atomically(source: str, path: str):
 
 
 def remove_partial_files(folder: str) -> list[str]:
-    """Delete the ``.tmp-*`` files a killed writer left in ``folder`` (not recursive); returns them.
+    """Delete the temp files a killed writer left in ``folder`` (not recursive): ``.tmp-*`` (weights)
+    and ``.<name>.*.tmp`` (``atomic_open``: tables, JSON, history); returns them.
 
     Only call this where no other process writes: the stage folder of the stage about to train.
     """
     if not os.path.isdir(folder):
         return []
-    partial = [os.path.join(folder, name) for name in os.listdir(folder) if name.startswith(TMP_PREFIX)]
+    partial = [os.path.join(folder, name) for name in os.listdir(folder)
+               if name.startswith(TMP_PREFIX) or (name.startswith(".") and name.endswith(".tmp"))]
     for path in partial:
         os.unlink(path)
     return partial

@@ -401,6 +401,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         initial_epoch=completed,
         steps_per_epoch=steps,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles (seeded, replayable); Keras would only warn
         verbose=fit_verbosity(),
     )
     checkpoint = next(c for c in callbacks if isinstance(c, BestAndLastCheckpoint))

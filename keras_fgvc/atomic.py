@@ -7,6 +7,7 @@ TensorFlow or Keras import, so tools that must stay light (``benchmarks/run_all.
 
 import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -46,3 +47,18 @@ def atomic_open(path, mode: str = "w", newline: str = ""):
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def replace_dir(built: str, path: str) -> str:
+    """Put the complete folder ``built`` (a sibling of ``path``) in place of ``path``.
+
+    The old folder is renamed aside first and deleted only after the new one is in place, so a
+    kill at any moment leaves the old folder or the new one whole (POSIX has no atomic swap of
+    two folders: between the two renames ``path`` is briefly absent, never partial).
+    """
+    old = f"{os.path.join(os.path.dirname(os.path.abspath(path)), '.' + os.path.basename(path))}.old-{os.getpid()}"
+    if os.path.isdir(path):
+        os.replace(path, old)
+    os.replace(built, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path

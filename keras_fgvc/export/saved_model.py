@@ -13,6 +13,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_fgvc.atomic import replace_dir
 from keras_fgvc.data.decode import model_pixels
 from keras_fgvc.errors import UserError
 
@@ -113,9 +114,7 @@ def write_archive(archive, path: str, extra_files=None) -> str:
         archive.write_out(staging, verbose=False)
         if extra_files is not None:
             extra_files(staging)
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(staging, path)
+        replace_dir(staging, path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

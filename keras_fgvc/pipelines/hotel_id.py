@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from keras_fgvc.atomic import replace_dir
 from keras_fgvc.config.schema import register_pipeline_options
 from keras_fgvc.data import classes as class_mapping
 from keras_fgvc.data import synthetic
@@ -291,11 +292,7 @@ def embed(cfg, model, tables) -> dict:
             "test_rows": len(tables["test"]), "dim": int(model.output["embedding"].shape[-1])}
     rundir.write_json(os.path.join(building, "embed.json"), info)
     class_mapping.save(tables["train"].attrs["classes"], building)
-    old = f"{final}.old-{os.getpid()}"
-    if os.path.isdir(final):
-        os.replace(final, old)
-    os.replace(building, final)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(building, final)
     print(f"embed: gallery {len(gallery)} images, {len(tables['val'])} occluded val queries, "
           f"{len(tables['test'])} test images -> {final}")
     return info

@@ -394,16 +394,24 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
           f"({len(train_rows)} train / {len(val_rows)} val rows)", flush=True)
     if not interactive():  # a log: one line per epoch that names the stage
         callbacks.append(EpochLine(stage.name, train_cfg.epochs))
-    history = trainer.fit(
-        stream,
-        validation_data=val_ds,
-        epochs=train_cfg.epochs,
-        initial_epoch=completed,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data pipeline shuffles (seeded, replayable); Keras would only warn
-        verbose=fit_verbosity(),
-    )
+    try:
+        history = trainer.fit(
+            stream,
+            validation_data=val_ds,
+            epochs=train_cfg.epochs,
+            initial_epoch=completed,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles (seeded, replayable); Keras would only warn
+            verbose=fit_verbosity(),
+        )
+    except Exception as error:
+        from keras_fgvc.training.multi_worker import peer_failure
+
+        stopped = peer_failure(error, plan.strategy, stage.name)  # another worker died: one line
+        if stopped is None:
+            raise
+        raise stopped from None
     checkpoint = next(c for c in callbacks if isinstance(c, BestAndLastCheckpoint))
     guard = next(c for c in callbacks if isinstance(c, NanGuard))
     best = os.path.join(folder, BEST)

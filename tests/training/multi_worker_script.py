@@ -107,7 +107,13 @@ def main(argv=None):
     run.add_argument("--resume", action="store_true")
     sub.add_parser("no_shim")
     args = parser.parse_args(argv)
-    engine(args) if args.mode == "engine" else no_shim(args)
+    from keras_fgvc.errors import UserError
+
+    try:
+        engine(args) if args.mode == "engine" else no_shim(args)
+    except UserError as error:  # what run.py does with it
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,11 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def launch(processes: list, args: list[str], log_dir: str, name: str, extra_env=None) -> list[subprocess.Popen]:
+def launch(processes: list, args: list[str], log_dir: str, name: str, extra_env=None,
+           only: int | None = None) -> list[subprocess.Popen]:
     """Start ``WORKERS`` processes of the worker script (one cluster on fresh local ports), appended
-    to ``processes`` as they start (so that a failure halfway leaves none unknown); returns them."""
+    to ``processes`` as they start (so that a failure halfway leaves none unknown); returns them.
+    ``extra_env`` goes to every worker, or to worker ``only``."""
     addresses = [f"127.0.0.1:{port}" for port in free_ports(WORKERS)]
     started = []
     for index in range(WORKERS):
@@ -57,7 +59,8 @@ def launch(processes: list, args: list[str], log_dir: str, name: str, extra_env=
         env.pop(KILL_ENV, None)
         env.update({
             "TF_CONFIG": json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}),
-            "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO, **(extra_env or {}),
+            "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": REPO,
+            **(extra_env or {} if only in (None, index) else {}),
         })
         worker_args = [arg.format(index=index) for arg in args]
         with open(os.path.join(log_dir, f"{name}-{index}.log"), "w") as log:
@@ -289,3 +292,28 @@ def test_the_resumed_workers_equal_an_uninterrupted_single_process(cluster):
 def test_per_term_loss_logs_are_not_scaled_by_the_replica_count(cluster):
     history = cluster.reports[0]["history"]
     np.testing.assert_allclose(history["logits_sparse_ce"], history["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("victim", [1, 0])  # a worker, then the chief (it hosts the coordination service)
+def test_a_killed_worker_makes_the_other_exit_with_one_line_within_seconds(tmp_path, victim):
+    root = str(tmp_path)
+    write_table(root).to_csv(os.path.join(root, "table.csv"), index=False)
+    processes = []
+    try:  # the victim SIGKILLs itself after the first batch of epoch 1; the survivor trains on
+        launch(processes, ["engine", root, os.path.join(root, "worker{index}"), "--epochs", "3"], root, "lost",
+               {KILL_ENV: "1"}, only=victim)
+        survivor = processes[1 - victim]
+        assert processes[victim].wait(timeout=ROUND_TIMEOUT) == -9
+        died = time.monotonic()
+        code = survivor.wait(timeout=120)
+        waited = time.monotonic() - died
+    finally:
+        kill_all(processes)
+    log = read_log(root, "lost", 1 - victim)
+    errors = [line for line in log.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1, log[-3000:]
+    assert errors[0].startswith("error: stage 's': a worker of the multi-worker job stopped (")
+    assert errors[0].endswith("); start every worker again with resume=true to continue from the last completed epoch")
+    assert "Connection reset" in errors[0] or "Connection refused" in errors[0] or "heartbeats" in errors[0]
+    assert waited < 60, waited  # measured 1-2 s (the connection resets); TensorFlow's heartbeat timeout is 10 s
+    print(f"victim {victim}: the survivor exited {waited:.1f} s after it: {errors[0]}")

@@ -20,3 +20,24 @@ def _reset_keras_state():
     yield
     keras.config.set_dtype_policy("float32")
     keras.backend.clear_session(free_memory=False)
+
+
+def reliability_cases(path=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                                         "RELIABILITY.md")) -> set[str]:
+    """``file::test`` ids docs/RELIABILITY.md names; ``, ::other`` continues the last file named."""
+    import re
+
+    cases, current = set(), None
+    with open(path) as doc:
+        for file, name in re.findall(r"(tests/[\w/]+\.py)?::(\w+)", doc.read()):
+            current = file or current
+            cases.add(f"{current}::{name}")
+    return cases
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test docs/RELIABILITY.md lists gets the ``reliability`` mark (``pytest -m reliability``)."""
+    cases = reliability_cases()
+    for item in items:
+        if item.nodeid.split("[")[0] in cases:
+            item.add_marker(pytest.mark.reliability)

@@ -22,8 +22,10 @@ def _reset_keras_state():
     keras.backend.clear_session(free_memory=False)
 
 
-def reliability_cases(path=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
-                                         "RELIABILITY.md")) -> set[str]:
+RELIABILITY_DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "RELIABILITY.md")
+
+
+def reliability_cases(path: str = RELIABILITY_DOC) -> set[str]:
     """``file::test`` ids docs/RELIABILITY.md names; ``, ::other`` continues the last file named."""
     import re
 

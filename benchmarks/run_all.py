@@ -177,8 +177,21 @@ def gpu_line():
     return "not measured: no GPU (backbones.py's mixed_float16 + XLA rows say so)"
 
 
+def code_version():
+    """The commit the benchmarks ran on (with " + uncommitted changes" when the tree differs)."""
+    def git(*args):
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=30)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("log", "-1", "--format=%h %ad", "--date=short")
+    if not commit:
+        return "unknown (not a git checkout)"
+    return commit + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def machine():
     return {
+        "code": code_version(),
         "CPU": f"{os.cpu_count()} cores, {cpu_model()}",
         "GPU": gpu_line(),
         "OS": platform.platform(),

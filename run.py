@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
             if len(configs) > 1:
                 print(f"[{index + 1}/{len(configs)}] {cfg.run_dir}", flush=True)
                 keras.backend.clear_session()  # each job builds its own graphs; free the last one's
-            dispatch(cfg)
+            dispatch(cfg, command=" ".join(["python run.py", *sys.argv[1:]]))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ examples:
                                                   pipelines/cars.yaml header)
   python run.py -m pipeline=cars model.dropout=0.1,0.2,0.3   a sweep: one run per value, runs/cars/<name>-<key=value>
   python run.py task=compare runs/cars/*          runs side by side: differing keys, best val, test top-1, curves
+  python run.py pipeline=cars name=X task=report  the run's report.html + report.md again (each run writes them)
   python run.py pipeline=hotel_id                 ArcFace embeddings, gallery retrieval, MAP@5, submission.csv
   python run.py pipeline=hotel_id hotel_id.ensemble=[runs/hotel_id/a,runs/hotel_id/b] name=ens   an ensemble
   python run.py pipeline=cars --help              this page with that pipeline's values and stages

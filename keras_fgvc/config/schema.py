@@ -227,7 +227,7 @@ class CompareConfig:
 @dataclass
 class Config:
     pipeline: str = "fivek"
-    task: str = "train"  # train | preview_augment | model_card | to_tfrecord | compare
+    task: str = "train"  # train | preview_augment | model_card | to_tfrecord | compare | report
     stage: str = "all"
     smoke: bool = False
     # Settings applied when smoke=true, as {dotted.key: value}; explicit overrides still win.
@@ -361,7 +361,7 @@ RANGES: dict[str, Range] = {
 
 # Allowed values for string choices; validate() checks them.
 CHOICES: dict[str, tuple[Any, ...]] = {
-    "task": ("train", "preview_augment", "model_card", "to_tfrecord", "compare"),
+    "task": ("train", "preview_augment", "model_card", "to_tfrecord", "compare", "report"),
     "model.pooling": ("avg", "gem"),
     "model.heads": ("softmax", "arcface", "cosface"),
     "model.input_scale": (None, "auto", "unit", "symmetric", "imagenet", "raw", "dataset"),

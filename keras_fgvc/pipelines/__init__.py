@@ -6,6 +6,7 @@ is known before anything runs.
 """
 
 import importlib
+import time
 
 # pipeline name -> driver module with run(cfg)
 DRIVERS = {
@@ -21,6 +22,7 @@ TASKS = {
     "model_card": "keras_fgvc.pipelines.model_card",
     "to_tfrecord": "keras_fgvc.pipelines.to_tfrecord",
     "compare": "keras_fgvc.pipelines.compare",
+    "report": "keras_fgvc.pipelines.report",
 }
 
 
@@ -29,9 +31,10 @@ def import_driver(pipeline: str):
     return importlib.import_module(DRIVERS[pipeline]) if pipeline in DRIVERS else None
 
 
-def dispatch(cfg):
+def dispatch(cfg, command: str | None = None):
     """Run ``cfg.task`` for ``cfg.pipeline``; a pipeline run holds its run folder while it works
-    (a second process on the same folder refuses: ``tracking.run_dir.run_lock``)."""
+    (a second process on the same folder refuses: ``tracking.run_dir.run_lock``) and ends with its
+    report (``report.html`` + ``report.md``, ``tracking/report.py``), which names ``command``."""
     from keras_fgvc.errors import UserError
     from keras_fgvc.tracking.run_dir import run_lock
 
@@ -39,5 +42,10 @@ def dispatch(cfg):
         return importlib.import_module(TASKS[cfg.task]).run(cfg)
     if cfg.pipeline not in DRIVERS:
         raise UserError(f"pipeline '{cfg.pipeline}' has no driver yet; available: {', '.join(sorted(DRIVERS))}")
+    from keras_fgvc.tracking.report import write_report
+
     with run_lock(cfg.run_dir):
-        return import_driver(cfg.pipeline).run(cfg)
+        started = time.perf_counter()
+        result = import_driver(cfg.pipeline).run(cfg)
+        print(f"report: {write_report(cfg.run_dir, command, time.perf_counter() - started)[0]}")
+        return result

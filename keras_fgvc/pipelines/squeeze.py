@@ -8,7 +8,7 @@ The stages are ``pipelines/squeeze.yaml`` values and run through the shared sing
               temperature and alpha, which of the teacher's extra losses are on (the ablation)
     demo      the textured-shapes demo (``data.synthetic.imagenet_subset``) written as ``csv``
               tables with their own train / val / test split, as a user's data would come
-    report    ``report.md`` / ``report.csv``: one row per model (``pipelines/squeeze_report.py``)
+    report    ``comparison.md`` / ``comparison.csv``: one row per model (``pipelines/squeeze_report.py``)
 
 A user's teacher (``squeeze.teacher=model.keras`` or ``.h5``) replaces the ``teacher*`` stages;
 ``squeeze.students`` names the student backbones to train (``[]``: the teacher levels only, the

@@ -8,8 +8,9 @@ Everything is read back from the run folder, so ``stage=report`` redoes it alone
                                loaded into the model rebuilt at the stage's config for params and images/s
     config.yaml, metrics.json  the run's start and its number of classes
 
-Writes ``report.md`` (both tables and the distillation gain per student width), ``report.csv`` and
-``report.json`` in the run folder, and prints the tables.
+Writes ``comparison.md`` (both tables and the distillation gain per student width),
+``comparison.csv`` and ``comparison.json`` in the run folder, and prints the tables; the run report
+(``report.html`` / ``report.md``, tracking/report.py) shows comparison.md in its metrics section.
 """
 
 import os
@@ -179,14 +180,14 @@ def _points(value) -> str:
 
 
 def write(cfg, root: str) -> dict:
-    """Write ``report.md`` / ``.csv`` / ``.json`` in the run folder and print the tables.
+    """Write ``comparison.md`` / ``.csv`` / ``.json`` in the run folder and print the tables.
 
     Args:
         cfg: the run's Config with the stages it trained (``squeeze.run_stages``).
         root: the data set's root (a user's teacher file is scored on its val and test rows).
 
     Returns:
-        ``{"rows": [...], "ablation": [...], "gains": [...]}``, as report.json holds.
+        ``{"rows": [...], "ablation": [...], "gains": [...]}``, as comparison.json holds.
 
     Example:
         >>> write(run_stages(cfg), data_root(cfg))["gains"]  # doctest: +SKIP
@@ -212,9 +213,9 @@ def write(cfg, root: str) -> dict:
         "## Teacher ablation (seed 003)" if report["ablation"] else "",
         markdown_table(report["ablation"], ablation_columns) if report["ablation"] else "",
     ] if part) + "\n"
-    atomic_write_text(os.path.join(cfg.run_dir, "report.md"), text)
-    write_table(os.path.join(cfg.run_dir, "report.csv"), pd.DataFrame(rows, columns=[key for key, _ in columns(cfg)]))
-    write_json(os.path.join(cfg.run_dir, "report.json"), report)
+    atomic_write_text(os.path.join(cfg.run_dir, "comparison.md"), text)
+    write_table(os.path.join(cfg.run_dir, "comparison.csv"), pd.DataFrame(rows, columns=[key for key, _ in columns(cfg)]))
+    write_json(os.path.join(cfg.run_dir, "comparison.json"), report)
     print(text)
     return report
 

@@ -86,3 +86,11 @@ def test_compare_over_the_sweep_lists_the_swept_key_only(sweep):
         assert row["params"] == metrics["params"]
     assert (root / "runs" / "cars" / "compare_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| run |" in done.stdout
+
+
+def test_each_sweep_job_has_its_run_report(sweep):
+    from tests.tracking.report_checks import check_report
+
+    _, runs, _ = sweep
+    for run, dropout in zip(runs, DROPOUTS):
+        check_report(run, ["train"], command_has=f"model.dropout={','.join(DROPOUTS)}")

@@ -235,6 +235,25 @@ def test_a_stage_run_alone_keeps_the_other_stages_numbers_and_writes_its_config(
     assert yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))["stage"] == "mask"  # the latest command
 
 
+def test_the_run_report_shows_every_stage_and_task_report_redoes_it(smoke_run, capsys):
+    from tests.tracking.report_checks import check_report
+
+    root, cfg, _ = smoke_run
+    check_report(cfg.run_dir, ["mask", "distancing", "fivek"])
+    report = Path(cfg.run_dir, "report.html")
+    before = report.stat().st_mtime_ns
+    assert main(overrides(root, "task=report")) == 0
+    assert report.stat().st_mtime_ns > before and f"report: {report}" in capsys.readouterr().out
+    check_report(cfg.run_dir, ["mask", "distancing", "fivek"])  # the command kept from the run
+
+
+def test_task_report_outside_a_run_folder_is_one_line(tmp_path, capsys):
+    assert main(overrides(tmp_path, "task=report", "name=nothing")) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: task=report: {tmp_path}/runs/fivek/nothing is not a run folder (no config.yaml); "
+        "give the pipeline= and name= of a run"]
+
+
 def test_exports_belong_to_the_run(tmp_path):
     from keras_fgvc.export.stage import stage_export_path
 

@@ -178,3 +178,10 @@ def test_max_rows_cuts_gallery_and_queries_stratified_by_hotel(steps):
     # 20 hotels: every one keeps a gallery photo (1 each, then 10 more by share)
     assert tables["train"]["label"].nunique() == full["train"]["label"].nunique() == 20
     assert tables["train"].attrs["classes"] == full["train"].attrs["classes"]
+
+
+def test_the_run_report_shows_training_and_the_retrieval_figures(steps):
+    from tests.tracking.report_checks import check_report
+
+    page = check_report(steps["run"], ["train"], command_has="stage=rank")
+    assert len(page.images) >= 3  # the curves, plots/retrieval.png, plots/val_map5.png

@@ -52,7 +52,7 @@ def stage_metrics(cfg, name):
 
 def test_every_stage_trains_once_and_the_report_repeats_its_scores(smoke):
     _, cfg, stdout = smoke
-    report = pd.read_csv(os.path.join(cfg.run_dir, "report.csv"))
+    report = pd.read_csv(os.path.join(cfg.run_dir, "comparison.csv"))
     assert list(report["model"]) == TEACHERS + STUDENTS
     for row in report.itertuples():
         metrics = stage_metrics(cfg, row.model)
@@ -68,7 +68,7 @@ def test_report_params_and_sizes_are_the_rebuilt_models_and_their_files(smoke):
     from keras_fgvc.models import build_model
 
     _, cfg, _ = smoke
-    report = pd.read_csv(os.path.join(cfg.run_dir, "report.csv")).set_index("model")
+    report = pd.read_csv(os.path.join(cfg.run_dir, "comparison.csv")).set_index("model")
     backbones = {}
     for stage in squeeze.run_stages(cfg).train.stages:
         stage_cfg = engine.stage_config(cfg, stage)
@@ -109,8 +109,8 @@ def test_each_teacher_level_trains_its_recipe_losses(smoke):
 
 def test_report_md_has_the_ablation_and_the_distillation_verdict_per_width(smoke):
     _, cfg, _ = smoke
-    text = Path(cfg.run_dir, "report.md").read_text()
-    report = read_json(os.path.join(cfg.run_dir, "report.json"))
+    text = Path(cfg.run_dir, "comparison.md").read_text()
+    report = read_json(os.path.join(cfg.run_dir, "comparison.json"))
     assert [row["stage"] for row in report["ablation"]] == TEACHERS
     assert [(r["center loss"], r["PLN"], r["HIM"], r["triplet"]) for r in report["ablation"]] == [
         (False, False, False, False), (True, True, False, False), (True, True, True, True)]
@@ -257,3 +257,11 @@ def test_an_unloadable_teacher_file_is_a_user_error_before_anything_is_written(t
     assert not (tmp_path / "runs").exists() and not (tmp_path / "demo").exists()
     with pytest.raises(UserError, match="timing_batches"):
         squeeze.run(compose(overrides(tmp_path) + ["squeeze.timing_batches=[0]"]))
+
+
+def test_the_run_report_shows_every_stage_and_the_comparison(smoke):
+    from tests.tracking.report_checks import check_report
+
+    _, cfg, _ = smoke
+    page = check_report(cfg.run_dir, TEACHERS + STUDENTS)
+    assert ("h3", "comparison (comparison.md)") in page.headings

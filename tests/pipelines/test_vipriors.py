@@ -143,3 +143,9 @@ def test_bad_input_is_a_user_error_before_anything_is_written(smoke, overrides, 
         dispatch(compose([*smoke["common"], *overrides]))
     assert message in str(caught.value)
     assert sorted(os.listdir(root / "runs" / "vipriors")) == before
+
+
+def test_the_run_report_shows_both_stages(smoke):
+    from tests.tracking.report_checks import check_report
+
+    check_report(smoke["run"], ["ce", "margin"])

@@ -1,0 +1,91 @@
+"""What every pipeline's smoke test asserts about its run report (``tracking/report.py``): the HTML
+parsed independently (sections in order, every image a decodable PNG, the numbers equal to
+metrics.json), the Markdown twin's sections and image links."""
+
+import base64
+import io
+import json
+import os
+import re
+from html.parser import HTMLParser
+
+from PIL import Image
+
+SECTIONS = ["Command", "Metrics", "Training curves", "Figures", "Model", "Bad files", "Run", "Config"]
+
+
+class Page(HTMLParser):
+    """Headings, images and the tables (rows of cell texts) of a page, in document order."""
+
+    def __init__(self):
+        super().__init__()
+        self.headings, self.images, self.tables, self._tag, self._text = [], [], [], None, ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("h2", "h3", "td", "th"):
+            self._tag, self._text = tag, ""
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag == "table":
+            self.tables.append([])
+        if tag == "tr":
+            self.tables[-1].append([])
+
+    def handle_data(self, data):
+        if self._tag:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag in ("h2", "h3"):
+            self.headings.append((tag, self._text.strip()))
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._text.strip())
+        if tag == self._tag:
+            self._tag = None
+
+
+def _close(cell: str, value) -> bool:
+    """A table cell shows ``value``: integers exactly (thousands separators), floats to 4 decimals."""
+    number = float(cell.replace(",", ""))
+    return number == value if isinstance(value, int) else abs(number - value) <= 5e-5 + 1e-4 * abs(value) * (abs(value) >= 1000)
+
+
+def check_report(run_dir, stages: list, command_has: str = "python run.py") -> Page:
+    """Assert the report of ``run_dir`` shows ``stages`` and matches its metrics.json; returns the page."""
+    run_dir = str(run_dir)
+    page = Page()
+    with open(os.path.join(run_dir, "report.html")) as f:
+        text = f.read()
+    page.feed(text)
+    assert [h for tag, h in page.headings if tag == "h2"] == SECTIONS
+    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text  # opens offline
+    assert len(page.images) >= len(stages)  # a training curve per stage, and the run's figures
+    for source in page.images:
+        assert source.startswith("data:image/png;base64,")
+        Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).verify()
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    per_stage = next(table for table in page.tables if table[0][0] == "stage" and table[0][1] != "params")
+    header, rows = per_stage[0], {row[0]: row for row in per_stage[1:]}
+    assert list(rows) == stages
+    for stage in stages:
+        stage_metrics = metrics.get(stage)
+        if stage_metrics is None:
+            with open(os.path.join(run_dir, stage, "metrics.json")) as f:
+                stage_metrics = json.load(f)
+        shown = 0
+        for column, cell in zip(header[1:], rows[stage][1:]):
+            value = stage_metrics
+            for part in column.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert _close(cell, value), (stage, column, cell, value)
+                shown += 1
+        assert shown >= 1, (stage, header)
+    with open(os.path.join(run_dir, "report.md")) as f:
+        markdown = f.read()
+    assert re.findall(r"^## (.+)$", markdown, re.MULTILINE) == SECTIONS
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert os.path.isfile(os.path.join(run_dir, link)), link
+    assert command_has in markdown
+    return page

@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 
 import yaml
 
@@ -130,8 +131,11 @@ def _model_rows(run_dir: str, stages: list, metrics: dict) -> list:
 def collect(run_dir: str, command: str | None = None, seconds: float | None = None) -> dict:
     """Everything the report shows, read from ``run_dir`` (curves are drawn into ``plots/``);
     ``seconds``: the wall time of the command that just ran (else metrics.json's, if any)."""
-    with open(os.path.join(run_dir, "config.yaml")) as f:
-        config_text = f.read()
+    config_path = os.path.join(run_dir, "config.yaml")
+    config_text = "# no config.yaml in this run folder\n"
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            config_text = f.read()
     config = yaml.safe_load(config_text) or {}
     metrics = _json(os.path.join(run_dir, "metrics.json"))
     stages = stage_order(run_dir, config)
@@ -258,8 +262,8 @@ def render_markdown(report: dict) -> str:
              "## Command", f"```\n{report['command'] or 'not recorded'}\n```", "## Metrics"]
     for title, cells in metric_tables(report):
         parts += [f"### {title}", _markdown_table(cells)]
-    if report["comparison"]:
-        parts += ["### comparison (comparison.md)", report["comparison"]]
+    if report["comparison"]:  # its headings two levels down, under this page's own
+        parts += ["### comparison (comparison.md)", re.sub(r"^(#+) ", r"##\1 ", report["comparison"], flags=re.MULTILINE)]
     parts.append("## Training curves")
     parts += [f"![{stage}]({path})" for stage, path in report["curves"] if path]
     parts.append("## Figures")

@@ -75,7 +75,7 @@ def main():
     query = np.array(gallery[:QUERIES])
     before_rank = anonymous_mb()
     with PeakAnonymous() as ranking:
-        ranked, scores = rank_classes(query, gallery, labels, k=5, progress=False)
+        _, scores = rank_classes(query, gallery, labels, k=5, progress=False)
     # An independent reference for a few queries: every class's best cosine, by NumPy, in float64.
     unit = np.asarray(gallery, np.float64) / np.linalg.norm(gallery, axis=1, keepdims=True)
     best = np.full((8, CLASSES), -np.inf)

@@ -51,3 +51,14 @@ def test_stored_values_count_every_array_of_the_weights_file(run_dir):
 def test_scalars_keep_numbers_two_levels_down():
     assert scalars({"a": {"b": 1, "c": {"d": 2}, "e": "x"}, "f": 0.5, "g": True, "h": None, "i": [1]}) == {
         "a.b": 1, "f": 0.5}
+
+
+def test_a_run_without_config_and_with_a_comparison_keeps_the_sections(run_dir):
+    run, _ = run_dir
+    (run / "config.yaml").unlink()  # an ensemble run writes none
+    (run / "comparison.md").write_text("# Squeeze report\n\n## Teacher ablation\n\n| a |\n|---|\n| 1 |\n")
+    _, md_path = write_report(str(run))
+    with open(md_path) as f:
+        markdown = f.read()
+    assert "#### Teacher ablation" in markdown and "# no config.yaml in this run folder" in markdown
+    check_report(run, ["s"], command_has="not recorded")

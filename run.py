@@ -56,6 +56,14 @@ def _storage_error(error: OSError) -> str:
     return f"{error.filename}: {reason}" if error.filename else reason
 
 
+def run_command(args: list) -> str:
+    """The command line as a user would repeat it (with the Keras backend when it is not the default)."""
+    import keras
+
+    backend = keras.backend.backend()
+    return " ".join(([f"KERAS_BACKEND={backend}"] if backend != "tensorflow" else []) + ["python run.py", *args])
+
+
 def main(argv: list[str]) -> int:
     # 3: TensorFlow's C++ "errors" that are expected on a CPU (cuInit without a driver, oneDNN's
     # "DT_UINT8 only with AVX-512" fallback) stay quiet; a real failure still raises in Python.
@@ -102,7 +110,7 @@ def main(argv: list[str]) -> int:
             if len(configs) > 1:
                 print(f"[{index + 1}/{len(configs)}] {cfg.run_dir}", flush=True)
                 keras.backend.clear_session()  # each job builds its own graphs; free the last one's
-            dispatch(cfg, command=" ".join(["python run.py", *sys.argv[1:]]))
+            dispatch(cfg, command=run_command(sys.argv[1:]))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

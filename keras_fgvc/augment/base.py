@@ -3,15 +3,16 @@
 Contract (DESIGN.md conventions 4-5): images are NHWC in [0, 255] (float in any dtype, or uint8),
 batched or a single HWC image; randomness is sampled once per image; the output has the layer's
 compute dtype, stays in [0, 255], and equals the input when ``training=False``. The layers use
-TensorFlow ops directly (the project's only backend) so they run unchanged in a model, in
-``tf.function`` and in ``tf.data``.
+TensorFlow ops directly, so they run unchanged in a model, in ``tf.function`` and in ``tf.data``
+under the TensorFlow backend, and in ``tf.data`` under any other (``tf_ops_layer``).
 """
 
-import keras
 import tensorflow as tf
 
+from keras_fgvc.augment.tf_ops_layer import TensorFlowOpsLayer
 
-class BatchAugmentation(keras.layers.Layer):
+
+class BatchAugmentation(TensorFlowOpsLayer):
     """Base class: subclasses implement ``sample_parameters`` and ``apply_parameters``.
 
     Splitting sampling from application lets tests inject exact parameters and compare the
@@ -21,6 +22,8 @@ class BatchAugmentation(keras.layers.Layer):
         rate: probability that an image is augmented at all (per image).
         seed: optional int, makes the layer's random stream reproducible.
         **kwargs: forwarded to ``keras.layers.Layer``.
+
+    Randomness: ``self.uniform`` / ``self.randint`` (``TensorFlowOpsLayer``).
     """
 
     _rate_in_parameters = False
@@ -30,21 +33,10 @@ class BatchAugmentation(keras.layers.Layer):
     _clips_output = True
 
     def __init__(self, rate=1.0, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if not 0.0 <= float(rate) <= 1.0:
             raise ValueError(f"rate must be in [0, 1], got {rate}")
         self.rate = float(rate)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    # --- randomness -----------------------------------------------------------------------
-    def uniform(self, shape, minval=0.0, maxval=1.0):
-        """float32 uniform samples in [minval, maxval) from this layer's seed stream."""
-        return keras.random.uniform(shape, minval=minval, maxval=maxval, dtype="float32", seed=self.seed_generator)
-
-    def randint(self, shape, minval, maxval):
-        """int32 samples in [minval, maxval)."""
-        return keras.random.randint(shape, minval, maxval, dtype="int32", seed=self.seed_generator)
 
     # --- subclass API ---------------------------------------------------------------------
     def sample_parameters(self, shape):

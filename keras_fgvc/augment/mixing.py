@@ -17,16 +17,18 @@ Contract (inputs are dicts, run them in tf.data on batches: they cannot see labe
 import keras
 import tensorflow as tf
 
+from keras_fgvc.augment.tf_ops_layer import TensorFlowOpsLayer
+
 _LABEL_MODES = ("one_hot", "pair")
 
 
-class _LabelMixing(keras.layers.Layer):
+class _LabelMixing(TensorFlowOpsLayer):
     """Shared plumbing; subclasses define the core sampler and how two images blend."""
 
     mixes_labels = True  # presets.split_label_mixing keeps these steps out of image-only stacks
 
     def __init__(self, alpha, rate, label_mode, seed, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if label_mode not in _LABEL_MODES:
             raise ValueError(f"label_mode must be one of {_LABEL_MODES}, got {label_mode!r}")
         if not 0.0 <= float(rate) <= 1.0:
@@ -34,8 +36,6 @@ class _LabelMixing(keras.layers.Layer):
         self.alpha = float(alpha)
         self.rate = float(rate)
         self.label_mode = label_mode
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape=None):
         # The core sampler has no weights of its own; building it keeps Keras from warning.
@@ -50,7 +50,7 @@ class _LabelMixing(keras.layers.Layer):
     def sample_parameters(self, images):
         """{"permutation": int32 [B], "lam": float32 [B], "applied": bool scalar, ...}."""
         parameters = self._sample_core(images)
-        applied = keras.random.uniform((), dtype="float32", seed=self.seed_generator) < self.rate
+        applied = self.uniform(()) < self.rate
         parameters["applied"] = applied
         parameters["lam"] = tf.where(applied, tf.reshape(tf.cast(parameters["lam"], tf.float32), [-1]), 1.0)
         return parameters
@@ -116,7 +116,8 @@ class BatchCutMix(_LabelMixing):
         self._sampler = keras.layers.CutMix(factor=(self.alpha, self.alpha), seed=seed, dtype="float32")
 
     def _sample_core(self, images):
-        core = self._sampler.get_random_transformation({"images": images}, training=True)
+        core = self.call_keras_data_layer(self._sampler, "get_random_transformation", {"images": images},
+                                          training=True)
         mask = tf.reduce_any(core["batch_masks"], axis=-1)
         # Keras derives the weight from the fractional box; the pasted pixels are a whole-pixel box, so
         # the label weight is recomputed from the mask (as CutMix's reference code does).
@@ -146,7 +147,8 @@ class BatchMixUp(_LabelMixing):
         self._sampler = keras.layers.MixUp(alpha=self.alpha, seed=seed, dtype="float32")
 
     def _sample_core(self, images):
-        core = self._sampler.get_random_transformation({"images": images}, training=True)
+        core = self.call_keras_data_layer(self._sampler, "get_random_transformation", {"images": images},
+                                          training=True)
         return {"permutation": core["permutation_order"], "lam": core["mix_weight"]}
 
     def _blend(self, images, partners, parameters):

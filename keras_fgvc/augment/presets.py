@@ -9,6 +9,8 @@ import copy
 
 import keras
 
+from keras_fgvc.augment.tf_ops_layer import TensorFlowSequential
+
 # Every preset stops before Normalize, unlike the seed recipes (which end with it): images stay in
 # [0, 255] through augmentation and the model normalises them (models.build_model), so one preset
 # works with any backbone's mean/std. Resize steps of the seeds are the data pipeline's job.
@@ -155,6 +157,14 @@ def needs_mask_bank(steps: list[dict]) -> bool:
     return walk(list(steps))
 
 
+def placement(runs_in: str) -> str:
+    """Where image-only steps run, ``model`` or ``data``: ``auto`` is the model under TensorFlow and
+    tf.data under another backend (our layers are TensorFlow ops; ``tf_ops_layer``)."""
+    if runs_in != "auto":
+        return runs_in
+    return "model" if keras.backend.backend() == "tensorflow" else "data"
+
+
 def build(steps: list[dict], name: str = "augment", mask_bank=None) -> keras.Sequential:
     """A ``keras.Sequential`` of the steps' layers; each step is ``{layer_name: kwargs}``.
 
@@ -176,7 +186,7 @@ def build(steps: list[dict], name: str = "augment", mask_bank=None) -> keras.Seq
         kwargs = _with_mask_bank(layer_name, dict(kwargs or {}), mask_bank)
         layers.append(resolve_layer(layer_name)(**kwargs))
     # An empty Sequential cannot be called; "none"-style presets become one Identity layer.
-    return keras.Sequential(layers or [keras.layers.Identity()], name=name)
+    return TensorFlowSequential(layers or [keras.layers.Identity()], name=name)
 
 
 def _with_mask_bank(layer_name: str, kwargs: dict, mask_bank) -> dict:

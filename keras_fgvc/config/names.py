@@ -196,7 +196,9 @@ def check_stages(cfg):
         if stage.augment is not None or stage.augment_steps is not None:
             check_augment(stage.augment, stage.augment_steps, f"{key}.augment")
         if stage.augment_runs_in not in (None, *CHOICES["augment.runs_in"]):
-            raise _error(f"config key '{key}.augment_runs_in' = {stage.augment_runs_in!r}; choose one of: model, data")
+            raise _error(f"config key '{key}.augment_runs_in' = {stage.augment_runs_in!r}; "
+                         f"choose one of: {', '.join(CHOICES['augment.runs_in'])}")
+        check_placement(stage.augment_runs_in, f"{key}.augment_runs_in")
         outputs = loss_outputs(model_cfg.heads)
         if not stage.losses:
             raise _error(f"config key '{key}.losses' is empty; name at least one loss")
@@ -225,6 +227,25 @@ def check_stages(cfg):
         raise _unknown(f"stage of pipeline {cfg.pipeline}", "stage", cfg.stage, ["all", *names, *steps])
 
 
+def check_placement(runs_in, key: str):
+    """``model`` placement needs the TensorFlow backend: the augmentation layers are TensorFlow ops."""
+    import keras
+
+    if runs_in == "model" and keras.backend.backend() != "tensorflow":
+        raise _error(f"config key '{key}' = 'model': the augmentation layers are TensorFlow ops and cannot run in "
+                     f"a {keras.backend.backend()} training step; set {key}=data (or auto)")
+
+
+def check_distribute(kind: str):
+    """Under JAX every strategy but none is DataParallel over the visible devices
+    (``training.precision``); several hosts need jax.distributed, which the runtime does not set up."""
+    import keras
+
+    if kind == "multi_worker" and keras.backend.backend() != "tensorflow":
+        raise _error(f"config key 'runtime.distribute' = 'multi_worker' is TensorFlow's MultiWorkerMirroredStrategy; "
+                     f"under {keras.backend.backend()} use auto (DataParallel over this host's devices)")
+
+
 def check_names(cfg):
     """Raise ConfigError for the first name in ``cfg`` that its registry does not know."""
     from keras_fgvc.data.sources import FORMATS
@@ -245,4 +266,6 @@ def check_names(cfg):
     check_heads(cfg.model.heads)
     check_augment(cfg.augment.preset, cfg.augment.steps, "augment.preset" if cfg.augment.steps is None else "augment.steps")
     check_skip(cfg)
+    check_placement(cfg.augment.runs_in, "augment.runs_in")
+    check_distribute(cfg.runtime.distribute)
     check_stages(cfg)

@@ -93,7 +93,9 @@ class AugmentConfig:
     steps: Optional[list] = None
     # Where image-only steps run: "model" (inside the training step, on the accelerator) or
     # "data" (in tf.data on the CPU). Label-mixing steps (CutMix, MixUp) always run in tf.data.
-    runs_in: str = "model"
+    # "auto": the model under TensorFlow, tf.data under JAX (the layers are TensorFlow ops, which a
+    # jitted JAX step cannot run; "model" is refused there).
+    runs_in: str = "auto"
     # Layer names of the preset's steps to leave out, e.g. [RandomAffine] (an ablation is one override).
     skip: list = field(default_factory=list)
 
@@ -193,7 +195,9 @@ class RuntimeConfig:
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     # "auto" (XLA on accelerators, not on CPU) or a bool; YAML/CLI true/false arrive as bools.
     jit_compile: Any = "auto"
-    distribute: str = "auto"  # auto | none | mirrored | multi_worker | tpu
+    # auto | none | mirrored | multi_worker | tpu; under JAX all but none are keras DataParallel over
+    # the visible devices, and multi_worker is refused (training.precision)
+    distribute: str = "auto"
 
 
 @dataclass
@@ -369,7 +373,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "train.finetune.recipe": ("auto", "plain", "pretrained"),
     "train.finetune.batchnorm": ("frozen", "train"),
     "export.tflite": ("float32", "int8"),
-    "augment.runs_in": ("model", "data"),
+    "augment.runs_in": ("auto", "model", "data"),
     "train.optimizer": ("sgd", "adam", "adamw"),
     "train.schedule": ("cosine", "multistep", "plateau", "exponential", "constant"),
     "train.lr_scaling": ("none", "linear"),

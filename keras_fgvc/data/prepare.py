@@ -8,6 +8,7 @@ Wiring only; the work is in ``data.checks`` and ``data.pixel_cache``.
 import numpy as np
 
 from keras_fgvc.data import checks, pixel_cache
+from keras_fgvc.errors import DataError
 
 
 def limit_rows(cfg, tables: dict, label: str = "label") -> dict:
@@ -54,6 +55,11 @@ def check_tables(cfg, tables: dict) -> tuple[dict, dict]:
     total = sum(len(t) for t in tables.values() if t is not None)
     listed = checks.write_bad_files(bad, cfg.run_dir)
     print(checks.summary(bad, total))
+    for name, table in tables.items():
+        if table is not None and len(table) and not len(checked[name]):
+            first = next(b for b in bad if b.path in set(table["path"]))
+            raise DataError(f"{name}: none of its {len(table)} images is readable (first: {first.path}: "
+                            f"{first.reason}; all in {listed})")
     info = {"images_checked": total, "bad_files": len(bad)}
     if listed:
         info["bad_files_list"] = listed

@@ -9,12 +9,13 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_fgvc.compiled import compiled
+
 
 def embedding_function(model: keras.Model, flip: bool = False, output: str = "embedding"):
     """``images [B, S, S, C] -> float32 [B, D]`` L2-normalised embeddings of ``model``'s ``output``.
 
-    Compiled with ``tf.function`` under the TensorFlow backend (called once per batch; eager
-    calls are several times slower on small models).
+    Compiled for the backend (``keras_fgvc.compiled``): it is called once per batch.
 
     Args:
         model: an inference model with a dict output holding ``output``.
@@ -32,11 +33,7 @@ def embedding_function(model: keras.Model, flip: bool = False, output: str = "em
             vectors = vectors + ops.cast(model(ops.flip(images, axis=2), training=False)[output], "float32")
         return ops.normalize(vectors, axis=-1)
 
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(embed, reduce_retracing=True)
-    return embed
+    return compiled(embed, model)
 
 
 def embed_batches(embed, batches, dim: int) -> np.ndarray:

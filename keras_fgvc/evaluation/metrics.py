@@ -283,10 +283,11 @@ class SparseF1Score(keras.metrics.Metric):
         weights = ops.ones_like(y_true, dtype="float32")
         if sample_weight is not None:
             weights = weights * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-        cells = y_true * self.num_classes + predicted
-        counts = ops.bincount(cells, weights=weights, minlength=self.num_classes * self.num_classes)
-        counts = ops.reshape(counts[: self.num_classes * self.num_classes], (self.num_classes, self.num_classes))
-        self.confusion.assign_add(ops.cast(counts, "float32"))
+        # one-hot(true)^T @ one-hot(predicted): shapes known when traced (a bincount's length is not,
+        # under jax.jit), and the same sums on every backend.
+        rows = ops.one_hot(y_true, self.num_classes, dtype="float32") * weights[:, None]
+        counts = ops.matmul(ops.transpose(rows), ops.one_hot(predicted, self.num_classes, dtype="float32"))
+        self.confusion.assign_add(counts)
 
     def result(self):
         ops = keras.ops
@@ -302,7 +303,7 @@ class SparseF1Score(keras.metrics.Metric):
         return ops.sum(per_class * present) / ops.maximum(ops.sum(present), 1.0)
 
     def reset_state(self):
-        self.confusion.assign(keras.ops.zeros_like(self.confusion))
+        self.confusion.assign(keras.ops.zeros(self.confusion.shape, dtype=self.confusion.dtype))
 
     def get_config(self):
         return {

@@ -306,10 +306,12 @@ def extract_embeddings(
             return np.concatenate([np.asarray(r) for r in replicas], axis=0)
 
     else:
-        compiled = tf.function(embed) if isinstance(model_or_fn, keras.Model) else embed
+        from keras_fgvc.compiled import compiled
+
+        compiled_embed = compiled(embed, model_or_fn) if isinstance(model_or_fn, keras.Model) else embed
 
         def step(images):
-            return keras.ops.convert_to_numpy(compiled(images))
+            return keras.ops.convert_to_numpy(compiled_embed(images))
 
     def split(element):
         if isinstance(element, (tuple, list)):

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_fgvc.evaluation.retrieval import PAD_LABEL, l2_normalize
+from keras_fgvc.export.archive import add_tf_endpoint, model_archive
 from keras_fgvc.export.saved_model import (
     check_writable,
     encoded_batch_pixels,
@@ -81,6 +82,7 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
     # index num_classes is the padding slot's id, so one gather serves real and padded labels
     id_strings = tf.constant([str(c) for c in class_ids] + [""])
     spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+    archive, forward = model_archive(model, image_size, channels)
 
     def pixels(image_bytes):
         return encoded_batch_pixels(image_bytes, image_size, channels, resize)
@@ -89,11 +91,11 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
         x = pixels(image_bytes)
         if flip_tta:
             # one forward pass over [x; mirrored x]: inference-mode layers treat rows independently
-            both = tf.cast(model(tf.concat([x, tf.reverse(x, axis=[2])], 0), training=False)["embedding"], tf.float32)
+            both = tf.cast(forward(tf.concat([x, tf.reverse(x, axis=[2])], 0))["embedding"], tf.float32)
             n = tf.shape(x)[0]
             embedding = both[:n] + both[n:]
         else:
-            embedding = tf.cast(model(x, training=False)["embedding"], tf.float32)
+            embedding = tf.cast(forward(x)["embedding"], tf.float32)
         return tf.math.l2_normalize(embedding, axis=-1)
 
     def serve(image_bytes):
@@ -123,12 +125,16 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
     def embed(image_bytes):
         return {"embedding": query_embedding(image_bytes)}
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=[spec])
-    archive.add_endpoint("embed", embed, input_signature=[spec])
-    # reloaded.gallery / reloaded.gallery_labels let a client inspect what ships
-    archive.add_variable_collection("gallery", [rows, row_labels])
+    add_tf_endpoint(archive, "serving_default", serve, [spec])
+    add_tf_endpoint(archive, "embed", embed, [spec])
+    # The endpoints read the gallery from these tf.Variables, so the archive must track them.
+    # Under TensorFlow they are also the "gallery" collection (reloaded.gallery = [rows, labels])
+    # a client can inspect; under JAX ExportArchive takes only JAX variables there, and would copy them.
+    store = tf.Module(name="gallery_store")
+    store.rows, store.labels = rows, row_labels
+    archive.track(store)
+    if keras.backend.backend() == "tensorflow":
+        archive.add_variable_collection("gallery", [rows, row_labels])
     settings = {
         "k": int(k),
         "flip_tta": bool(flip_tta),

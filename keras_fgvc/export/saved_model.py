@@ -3,7 +3,8 @@
 ``serving_default``: batch of JPEG/PNG bytes -> {"probabilities", "top_class"} (the argmax, or for a
 binary model exported with a decision threshold, P(1) >= threshold);
 ``embed``: the same bytes -> {"embedding"} (L2-normalised). Decoding, resizing and
-normalisation are inside, so a client sends files as they are.
+normalisation are inside, so a client sends files as they are. ``from_pixels``: decoded float
+pixels -> the model's outputs (``export.archive``; how a JAX-trained model exports too).
 """
 
 import os
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from keras_fgvc.atomic import replace_dir
 from keras_fgvc.data.decode import model_pixels
+from keras_fgvc.export.archive import add_tf_endpoint, model_archive
 from keras_fgvc.errors import UserError
 
 # The binary decision threshold a SavedModel's top_class uses, next to saved_model.pb.
@@ -53,6 +55,7 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
     if decision_threshold is not None and int(model.output["logits"].shape[-1]) != 2:
         raise ValueError(f"decision_threshold needs a binary model, got {model.output['logits'].shape[-1]} classes")
     spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+    archive, forward = model_archive(model, image_size, channels)
 
     def pixels(image_bytes):
         return encoded_batch_pixels(image_bytes, image_size, channels, resize)
@@ -60,7 +63,7 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
     class_ids = tf.constant([str(c) for c in classes]) if classes is not None else None
 
     def serve(image_bytes):
-        logits = model(pixels(image_bytes), training=False)["logits"]
+        logits = forward(pixels(image_bytes))["logits"]
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         if decision_threshold is None:
             top_class = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -72,12 +75,10 @@ def export_saved_model(model: keras.Model, path: str, image_size: int, channels:
         return outputs
 
     def embed(image_bytes):
-        return {"embedding": tf.cast(model(pixels(image_bytes), training=False)["embedding"], tf.float32)}
+        return {"embedding": tf.cast(forward(pixels(image_bytes))["embedding"], tf.float32)}
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=[spec])
-    archive.add_endpoint("embed", embed, input_signature=[spec])
+    add_tf_endpoint(archive, "serving_default", serve, [spec])
+    add_tf_endpoint(archive, "embed", embed, [spec])
 
     def extra_files(folder):
         if classes is not None:

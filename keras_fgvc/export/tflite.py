@@ -14,20 +14,20 @@ Keras 3 models (int8 calibration fails on READ_VARIABLE ops).
 import tempfile
 import warnings
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_fgvc.atomic import atomic_open
 from keras_fgvc.errors import UserError
+from keras_fgvc.export.archive import add_tf_endpoint, model_archive
 from keras_fgvc.export.saved_model import check_writable
 
 QUANTIZATIONS = ("float32", "int8")
 
 
-def _probabilities(model, pixels):
+def _probabilities(forward, pixels):
     """Softmax of the model's logits, whether it returns a dict (``build_model``) or bare logits."""
-    outputs = model(pixels, training=False)
+    outputs = forward(pixels)
     logits = outputs["logits"] if isinstance(outputs, dict) else outputs
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
@@ -76,20 +76,19 @@ def _calibration_batches(representative_images, image_size, channels, max_images
 def _convert(model, image_size, channels, quantization, batches):
     """TFLite flatbuffer bytes of pixels -> probabilities."""
     spec = tf.TensorSpec([None, image_size, image_size, channels], tf.float32, name="pixels")
+    archive, forward = model_archive(model, image_size, channels)
 
     def serve(pixels):
         if quantization == "int8":
             # Pins the input's quantisation to scale 1, zero point 0, so uint8 pixels enter
             # unchanged whatever range the calibration images happened to cover.
             pixels = tf.quantization.fake_quant_with_min_max_args(pixels, min=0.0, max=255.0, num_bits=8)
-        return {"probabilities": _probabilities(model, pixels)}
+        return {"probabilities": _probabilities(forward, pixels)}
 
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    add_tf_endpoint(archive, "serving_default", serve, [spec])
     with tempfile.TemporaryDirectory(prefix="keras_fgvc_tflite_") as saved_model_dir:
         archive.write_out(saved_model_dir, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
         if quantization == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: ([batch] for batch in batches)

@@ -1,8 +1,15 @@
-"""The "auto" precision / compilation / distribution policy (DESIGN.md).
+"""The "auto" precision / compilation / distribution policy (DESIGN.md), under either backend.
 
 Measured on this project's 2-core CPU machine: bfloat16 is 2x and XLA 8x slower than plain
 float32, so CPU runs stay float32 without jit. GPUs get mixed_float16 (tensor cores), TPUs
 mixed_bfloat16. Heads, logits and losses stay float32 in every case (their layers say so).
+
+Under JAX (the TPU path: Kaggle's TPU images drive TPUs from JAX, not TensorFlow) the device comes
+from JAX, the step is always jitted (XLA is how JAX runs; unjitted it dispatches op by op), and
+distribution is ``keras.distribution.DataParallel`` over the visible devices; ``tf.distribute``
+does not apply, so the plan's strategy is TensorFlow's default (its scope is a no-op).
+Keras' own ``keras.distribution`` on the TensorFlow backend is a prototype that distributes
+nothing (backend/tensorflow/distribution_lib.py), so TensorFlow keeps tf.distribute.
 """
 
 import json
@@ -19,9 +26,20 @@ class RuntimePlan:
     precision: str
     jit_compile: bool | str
     strategy: tf.distribute.Strategy
+    # Devices one global batch is split over: the strategy's replicas, or DataParallel's devices.
+    replicas: int = 1
+
+
+def jax_backend() -> bool:
+    return keras.backend.backend() == "jax"
 
 
 def detect_device() -> str:
+    if jax_backend():
+        import jax
+
+        platform = jax.devices()[0].platform
+        return platform if platform in ("tpu", "gpu") else "cpu"
     if tf.config.list_logical_devices("TPU"):
         return "tpu"
     if tf.config.list_physical_devices("GPU"):
@@ -34,6 +52,8 @@ def auto_precision(device: str) -> str:
 
 
 def auto_jit(device: str) -> bool | str:
+    if jax_backend():
+        return True
     # On accelerators let Keras decide per model ("auto" compiles when the model supports XLA).
     return False if device == "cpu" else "auto"
 
@@ -71,8 +91,28 @@ def make_strategy(kind: str, device: str) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
+def configure_jax_distribution(kind: str) -> int:
+    """``keras.distribution.DataParallel`` over every visible JAX device unless ``kind`` is none
+    (one device: nothing to split); the number of devices a global batch is split over."""
+    import jax
+
+    devices = jax.devices()
+    if kind == "none" or len(devices) == 1:
+        keras.distribution.set_distribution(None)
+        return 1
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return len(devices)
+
+
 def configure(runtime_cfg, device: str | None = None) -> RuntimePlan:
     """Apply the config's precision policy globally and return the plan (strategy included)."""
+    if jax_backend():
+        device = device or detect_device()
+        precision = auto_precision(device) if runtime_cfg.precision == "auto" else runtime_cfg.precision
+        keras.config.set_dtype_policy(precision)
+        jit = True if runtime_cfg.jit_compile == "auto" else bool(runtime_cfg.jit_compile)
+        replicas = configure_jax_distribution(runtime_cfg.distribute)
+        return RuntimePlan(device, precision, jit, tf.distribute.get_strategy(), replicas)
     strategy = None
     if runtime_cfg.distribute == "multi_worker" or (
             runtime_cfg.distribute == "auto" and device != "tpu" and _tf_config_workers() > 1):
@@ -84,4 +124,5 @@ def configure(runtime_cfg, device: str | None = None) -> RuntimePlan:
     precision = auto_precision(device) if runtime_cfg.precision == "auto" else runtime_cfg.precision
     jit = auto_jit(device) if runtime_cfg.jit_compile == "auto" else bool(runtime_cfg.jit_compile)
     keras.config.set_dtype_policy(precision)
-    return RuntimePlan(device, precision, jit, strategy or make_strategy(runtime_cfg.distribute, device))
+    strategy = strategy or make_strategy(runtime_cfg.distribute, device)
+    return RuntimePlan(device, precision, jit, strategy, strategy.num_replicas_in_sync)

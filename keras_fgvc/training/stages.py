@@ -188,7 +188,7 @@ def stage_augmentation(cfg, stage, mask_bank=None):
     from keras_fgvc.augment import presets
 
     image_steps, mixing_steps = presets.split_label_mixing(stage_steps(cfg, stage))
-    placement = stage.augment_runs_in or cfg.augment.runs_in
+    placement = presets.placement(stage.augment_runs_in or cfg.augment.runs_in)
     image_layer = presets.build(image_steps, name=f"{stage.name}_augment", mask_bank=mask_bank) if image_steps else None
     return image_layer, placement, presets.build_mixing(mixing_steps)
 
@@ -339,7 +339,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
     write_config(folder, to_dict(dataclasses.replace(stage_config(cfg, stage), train=train_cfg, stage=stage.name)))
     keras.utils.set_random_seed(cfg.seed)
     # data.batch_size is per replica; the global batch feeds the dataset and the LR rule.
-    global_batch = cfg.data.batch_size * plan.strategy.num_replicas_in_sync
+    global_batch = cfg.data.batch_size * plan.replicas
     targets = {output: stage.targets.get(output, label) for output in stage.losses}
     # A margin head puts its margin on the label it is given (an input of the training view).
     has_margin_head = any(head != "softmax" for head in stage_config(cfg, stage).model.heads)

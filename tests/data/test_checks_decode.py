@@ -180,3 +180,19 @@ def test_decode_time_crop_decodes_a_window_of_the_right_area_and_aspect(tmp_path
     # A square window of 10-20% of 200 x 100 spans 45-63 columns: its colour range is that of ~45-63 columns.
     span = np.ptp(crop[..., 0]) / 255 * (width - 1)
     assert 30 < span < 70 and crop.shape == (16, 16, 3)
+
+
+def test_a_split_with_no_readable_image_is_one_error_naming_it(folder, tmp_path):
+    # Before: the split went on empty and training died in Keras with StopIteration.
+    from keras_fgvc.config.compose import compose
+    from keras_fgvc.data.prepare import check_tables
+
+    _, files, table = folder
+    cfg = compose([f"runs_root={tmp_path}/runs", f"data.cache_dir={tmp_path}/cache"])
+    only_bad = table[[is_bad(files[os.path.basename(p)][1]) for p in table["path"]]].reset_index(drop=True)
+    good = table[[not is_bad(files[os.path.basename(p)][1]) for p in table["path"]]].reset_index(drop=True)
+    with pytest.raises(DataError, match=rf"^val: none of its {len(only_bad)} images is readable \(first: "
+                                        rf"{only_bad['path'][0]}: .*; all in .*bad_files.txt\)$"):
+        check_tables(cfg, {"train": good, "val": only_bad})
+    checked, info = check_tables(cfg, {"train": good, "val": None})
+    assert len(checked["train"]) == len(good) and info["bad_files"] == 0

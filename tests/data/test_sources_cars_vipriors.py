@@ -230,3 +230,17 @@ def test_vipriors_test_table_columns_match_the_labelled_splits(tmp_path):
     vipriors_tree(tmp_path, VIPRIORS)
     columns = [list(load("imagenet_subset", str(tmp_path), split).columns) for split in ("train", "val", "test")]
     assert columns[0] == columns[1] == columns[2] == ["path", "label", "class_name", "image_id"]
+
+
+@pytest.mark.parametrize("fmt, files, split", [
+    ("imagenet_subset", VIPRIORS, "train"),
+    ("imagenet_subset", VIPRIORS, "test"),
+    ("imagefolder", ["train/a/1.jpg", "train/b/2.jpg", "val/a/3.jpg"], "val"),
+])
+def test_a_data_root_relative_to_the_working_directory_gives_paths_that_exist(tmp_path, monkeypatch, fmt, files, split):
+    # The default data roots are relative (data/demo/...); the folder was once joined onto the root twice.
+    vipriors_tree(tmp_path / "project" / "data", files)
+    monkeypatch.chdir(tmp_path / "project")
+    table = load(fmt, "data", split)
+    assert len(table) and all(os.path.isfile(path) and os.path.isabs(path) for path in table["path"])
+    assert all(path.startswith(str(tmp_path / "project" / "data" / split) + os.sep) for path in table["path"])

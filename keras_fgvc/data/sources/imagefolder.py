@@ -65,7 +65,8 @@ def load(root, split="train"):
         class_dir = os.path.join(folder, name)
         for file in sorted(os.listdir(class_dir)):
             if is_image_file(file):
-                path = inside_root(root, os.path.join(class_dir, file), f"{class_dir}")
+                # absolute: class_dir already starts with root, which may be relative to the cwd
+                path = inside_root(root, os.path.abspath(os.path.join(class_dir, file)), f"{class_dir}")
                 rows.append((path, index[name], name))
     if not rows:
         raise DataError(f"{folder}: no images ({', '.join(e.lstrip('.') for e in ('.jpg', '.png', '.bmp', '.gif'))}) in its class folders")

@@ -63,7 +63,7 @@ def load(root, split="train"):
     if not names:
         raise DataError(f"{folder}: no images (the test split is one flat folder of .JPEG files)")
     table = pd.DataFrame({
-        "path": [inside_root(root, os.path.join(folder, name), folder) for name in names],
+        "path": [inside_root(root, os.path.abspath(os.path.join(folder, name)), folder) for name in names],
         "label": np.full(len(names), np.nan, dtype="float64"),
         "class_name": pd.Series(np.nan, index=range(len(names)), dtype="str"),
         "image_id": names,

@@ -43,6 +43,12 @@ def check_backbone(model_cfg, group: str = "model"):
 
     if model_cfg.backbone not in list_backbones():
         raise _unknown("backbone", f"{group}.backbone", model_cfg.backbone, list_backbones())
+    if model_cfg.backbone == "hub":
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            raise _error(f"config key '{group}.backbone' = 'hub': TF-Hub modules are TensorFlow graphs and need "
+                         f"KERAS_BACKEND=tensorflow (this process runs {keras.backend.backend()})")
     accepted = builder_options(model_cfg.backbone)
     for option in model_cfg.backbone_kwargs:
         if option not in accepted:

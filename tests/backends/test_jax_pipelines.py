@@ -77,3 +77,18 @@ def test_every_other_pipeline_runs_to_the_end_under_jax(tmp_path, pipeline, top1
     metrics = json.loads((run / "metrics.json").read_text())
     if top1_key:
         assert 0.0 <= metrics[top1_key] <= 1.0
+
+
+@pytest.mark.parametrize("override, line", [
+    ("augment.runs_in=model", "error: config key 'augment.runs_in' = 'model': the augmentation layers are TensorFlow "
+                              "ops and cannot run in a jax training step; set augment.runs_in=data (or auto)"),
+    ("model.backbone=hub", "error: config key 'model.backbone' = 'hub': TF-Hub modules are TensorFlow graphs and "
+                           "need KERAS_BACKEND=tensorflow (this process runs jax)"),
+    ("runtime.distribute=multi_worker", "error: config key 'runtime.distribute' = 'multi_worker' is TensorFlow's "
+                                        "MultiWorkerMirroredStrategy; under jax use auto (DataParallel over this "
+                                        "host's devices)"),
+])
+def test_what_only_tensorflow_can_do_is_one_line_under_jax(tmp_path, override, line):
+    done, _ = run_cli("pipeline=cars", "smoke=true", override, f"runs_root={tmp_path}/runs", cwd=tmp_path, env=JAX)
+    assert done.returncode == 2 and done.stderr.strip() == line
+    assert not (tmp_path / "runs").exists()

@@ -36,6 +36,8 @@ class ShardProbe(keras.layers.Layer):
 
 def main(kind: str, per_replica_batch: int, out: str) -> None:
     cfg = compose([f"runtime.distribute={kind}", f"data.batch_size={per_replica_batch}"])
+    # The "auto" precision for each device kind under JAX (configure takes the device as given).
+    precision = {device: configure(cfg.runtime, device=device).precision for device in ("cpu", "gpu", "tpu")}
     plan = configure(cfg.runtime)
     image = keras.Input((SIZE, SIZE, 3), name="image")
     hidden = keras.layers.Flatten()(ShardProbe()(image))
@@ -53,7 +55,8 @@ def main(kind: str, per_replica_batch: int, out: str) -> None:
     history = trainer.fit(data, epochs=1, verbose=0)
     kernel = trainer.weights[0]
     report = {
-        "replicas": plan.replicas, "jit": plan.jit_compile, "global_batch": global_batch,
+        "replicas": plan.replicas, "jit": plan.jit_compile, "global_batch": global_batch, "precision": precision,
+        "policy": keras.config.dtype_policy().name, "device": plan.device,
         "distribution": type(keras.distribution.distribution()).__name__,
         "shards": SHARDS, "weight_devices": len(kernel.value.sharding.device_set),
         "loss": history.history["loss"][-1],

@@ -37,6 +37,12 @@ def test_auto_splits_each_global_batch_over_the_two_devices(runs):
     assert parallel["weight_devices"] == 2  # weights replicated on both
 
 
+def test_auto_precision_under_jax_is_the_same_table_as_under_tensorflow(runs):
+    parallel, _ = runs
+    assert parallel["precision"] == {"cpu": "float32", "gpu": "mixed_float16", "tpu": "mixed_bfloat16"}
+    assert parallel["device"] == "cpu" and parallel["policy"] == "float32"  # the plan applied last is the real one
+
+
 def test_none_keeps_one_device_and_both_train_the_same_weights(runs):
     parallel, single = runs
     assert single["distribution"] == "NoneType" and single["replicas"] == 1

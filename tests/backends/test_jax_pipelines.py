@@ -4,7 +4,7 @@
 hotel_id runs in every ``make test`` (it covers the most JAX-specific code: jitted retrieval
 validation each epoch, embedding extraction, both SavedModel exports from a JAX-trained model).
 The other four take 2-4 min each under JAX on 2 cores, beyond the suite's budget: they run with
-``KERAS_FGVC_JAX_ALL=1`` (measured results in the README, "The JAX backend")."""
+``KERAS_FGVC_JAX_ALL=1`` (measured results in the README, "Backends")."""
 
 import json
 import os

@@ -166,7 +166,7 @@ def peer_failure(error: Exception, strategy, stage: str):
     if not (isinstance(error, tf.errors.UnavailableError) and _in_multi_worker_mode(strategy)):
         return None
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    # "Collective ops is aborted by: recvmsg:Connection reset by peer", or "...: The following tasks
+    # "Collective ops is aborted by: recvmsg:Connection reset by peer" (or "Socket closed"), or "...: The following tasks
     # are unhealthy (stopped sending heartbeats):" followed by the task's name on the next line
     at = next((i for i, line in enumerate(lines) if "aborted by:" in line), None)
     if at is None:

@@ -40,7 +40,9 @@ def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
     for stage in ("mask", "distancing", "fivek"):
         for name in ("table.csv", "metrics.json", "history.csv", "confusion.png", BEST, "last.weights.h5"):
             assert os.path.isfile(os.path.join(cfg.run_dir, stage, name)), (stage, name)
-        assert set(tf.saved_model.load(str(root / "saved" / "fivek" / "smoke" / stage)).signatures) == {"serving_default", "embed"}
+        # from_pixels: the model on decoded pixels, which the byte endpoints call (export/archive.py)
+        assert set(tf.saved_model.load(str(root / "saved" / "fivek" / "smoke" / stage)).signatures) == {
+            "serving_default", "embed", "from_pixels"}
     summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
     assert set(summary) == {"mask", "distancing", "fivek", "data"}
     assert summary["data"] == {"images_checked": cfg.data.demo.num_images + cfg.data.demo.test_images, "bad_files": 0}

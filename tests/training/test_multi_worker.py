@@ -314,6 +314,9 @@ def test_a_killed_worker_makes_the_other_exit_with_one_line_within_seconds(tmp_p
     assert code == 2 and len(errors) == 1, log[-3000:]
     assert errors[0].startswith("error: stage 's': a worker of the multi-worker job stopped (")
     assert errors[0].endswith("); start every worker again with resume=true to continue from the last completed epoch")
-    assert "Connection reset" in errors[0] or "Connection refused" in errors[0] or "heartbeats" in errors[0]
+    # gRPC names the lost peer as the timing falls: reset, refused, or closed (seen in CI with the chief
+    # killed); heartbeats when a host vanishes without closing its sockets.
+    reasons = ("Connection reset", "Connection refused", "Socket closed", "heartbeats")
+    assert any(reason in errors[0] for reason in reasons), errors[0]
     assert waited < 60, waited  # measured 1-2 s (the connection resets); TensorFlow's heartbeat timeout is 10 s
     print(f"victim {victim}: the survivor exited {waited:.1f} s after it: {errors[0]}")

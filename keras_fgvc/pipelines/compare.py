@@ -1,8 +1,9 @@
 """``task=compare``: the experiment dashboard over run folders (the thesis used Neptune).
 
 Prints one Markdown table (the hyper-parameters that differ, best validation value, test top-1,
-epochs, params, time; best run first) and writes compare.md, compare.csv and compare_curves.png
-to ``compare.out`` ("": the runs' common parent folder).
+epochs, params, time; best run first) and writes compare.md, compare.csv, compare_curves.png and
+compare.html (the table and the curves in one page that opens offline) to ``compare.out`` ("": the
+runs' common parent folder).
 """
 
 from keras_fgvc.tracking.compare import compare

@@ -6,6 +6,7 @@ and one folder per stage with ``history.csv`` and, once the stage ended, ``finis
 is summarised by its last stage, the one whose weights the run's results come from.
 """
 
+import html
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import yaml
 
 from keras_fgvc.errors import UserError
 from keras_fgvc.tracking.figures import pyplot, save_figure
+from keras_fgvc.tracking.html_page import cells, document, html_table, inline_png
 from keras_fgvc.tracking.run_dir import atomic_write_text
 
 # Keys (and groups, as prefixes) that name, place or launch a run rather than change what it
@@ -196,11 +198,15 @@ def _cell(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _title(rows: list) -> str:
+    stages = ", ".join(dict.fromkeys(r["stage"] or "none yet" for r in rows))
+    return f"Runs compared on their last stage ({stages}), best first"
+
+
 def format_markdown(rows: list) -> str:
     """The rows as a Markdown table titled by the stage it reports; unfinished runs are marked."""
-    stages = ", ".join(dict.fromkeys(r["stage"] or "none yet" for r in rows))
     columns = [c for c in rows[0] if c not in ("stage", "finished", "path")]
-    lines = [f"Runs compared on their last stage ({stages}), best first", "",
+    lines = [_title(rows), "",
              "| " + " | ".join("time" if c == "wall_seconds" else c for c in columns) + " |",
              "|" + "---|" * len(columns)]
     for row in rows:
@@ -235,15 +241,25 @@ def plot_curves(summaries: list, differing: list, path: str) -> str:
     return path
 
 
+def format_html(rows: list, curves_png: str) -> str:
+    """compare.html: the rows with every compare.csv column (numbers as in the run reports) and
+    the curves plot inline, one self-contained page like report.html."""
+    body = [f"<h1>Compare: {len(rows)} run{'s' if len(rows) != 1 else ''}</h1>",
+            f"<p>{html.escape(_title(rows))}</p>", html_table(cells(rows, list(rows[0]))),
+            "<h2>Validation curves</h2>", inline_png(curves_png, "validation curve of each run's last stage")]
+    return document(f"compare: {', '.join(r['run'] for r in rows)}", body)
+
+
 def compare(run_folders: list, out_dir: str = "") -> dict:
     """Print and write the comparison of ``run_folders``.
 
     Args:
         run_folders: run folders (each with config.yaml).
-        out_dir: where compare.md, compare.csv and compare_curves.png go; "" for the runs' common parent.
+        out_dir: where compare.md, compare.csv, compare_curves.png and compare.html go; "" for the
+            runs' common parent.
 
     Returns:
-        ``{"rows": [row dicts, best first], "differing": [dotted keys], "files": {"md", "csv", "png"}}``.
+        ``{"rows": [row dicts, best first], "differing": [dotted keys], "files": {"md", "csv", "png", "html"}}``.
 
     Example:
         >>> compare(["runs/fivek/dropout_0.1", "runs/fivek/dropout_0.3"])["differing"]  # doctest: +SKIP
@@ -259,7 +275,7 @@ def compare(run_folders: list, out_dir: str = "") -> dict:
     out_dir = out_dir or os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in run_folders])
     os.makedirs(out_dir, exist_ok=True)
     files = {name: os.path.join(out_dir, f"compare{suffix}")
-             for name, suffix in (("md", ".md"), ("csv", ".csv"), ("png", "_curves.png"))}
+             for name, suffix in (("md", ".md"), ("csv", ".csv"), ("png", "_curves.png"), ("html", ".html"))}
     table = format_markdown(rows)
     print(table)
     folders = "".join(f"- {row['run']}: {row['path']}\n" for row in rows)
@@ -267,4 +283,5 @@ def compare(run_folders: list, out_dir: str = "") -> dict:
     # convert_dtypes: an int column with blanks (params of an unfinished run) stays ints, not 123456.0
     atomic_write_text(files["csv"], pd.DataFrame(rows).convert_dtypes().to_csv(index=False))
     plot_curves(summaries, differing, files["png"])
+    atomic_write_text(files["html"], format_html(rows, files["png"]))
     return {"rows": rows, "differing": differing, "files": files}

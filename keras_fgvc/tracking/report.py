@@ -12,7 +12,6 @@ Sections, in order: command, metrics (run and per stage), training curves, figur
 versions), config.
 """
 
-import base64
 import datetime
 import html
 import importlib.metadata
@@ -25,6 +24,7 @@ import yaml
 
 from keras_fgvc.tracking.compare import stage_order
 from keras_fgvc.tracking.figures import pyplot, save_figure
+from keras_fgvc.tracking.html_page import cells, document, html_table, inline_png, markdown_table
 from keras_fgvc.tracking.run_dir import atomic_write_text
 
 SECTIONS = ("Command", "Metrics", "Training curves", "Figures", "Model", "Bad files", "Run", "Config")
@@ -196,58 +196,22 @@ def draw_curves(run_dir: str, stage: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ writing
-def _number(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4f}" if abs(value) < 1000 else f"{value:,.1f}"
-
-
-def _table(rows: list, columns: list) -> list:
-    """Header + rows as lists of cell strings."""
-    return [columns] + [[row.get(c) if isinstance(row.get(c), str) else _number(row.get(c)) for c in columns]
-                        for row in rows]
-
-
 def metric_tables(report: dict) -> list:
     """``(title, cells)`` of the run-level and per-stage metric tables (numbers formatted as shown)."""
     tables = []
     if report["run_metrics"]:
-        tables.append(("run", _table([{"metric": k, "value": v} for k, v in report["run_metrics"].items()],
+        tables.append(("run", cells([{"metric": k, "value": v} for k, v in report["run_metrics"].items()],
                                      ["metric", "value"])))
     keys = list(dict.fromkeys(k for values in report["stage_metrics"].values() for k in values))
     if keys:
         rows = [{"stage": stage, **values} for stage, values in report["stage_metrics"].items()]
-        tables.append(("per stage", _table(rows, ["stage", *keys])))
+        tables.append(("per stage", cells(rows, ["stage", *keys])))
     return tables
 
 
 def model_table(report: dict) -> list:
     columns = list(dict.fromkeys(k for row in report["model"] for k in row))
-    return _table(report["model"], columns) if report["model"] else []
-
-
-def _markdown_table(cells: list) -> str:
-    if not cells:
-        return ""
-    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells[1:]])
-
-
-def _html_table(cells: list) -> str:
-    if not cells:
-        return ""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _image(run_dir: str, relative: str, title: str) -> str:
-    with open(os.path.join(run_dir, relative), "rb") as f:
-        data = base64.b64encode(f.read()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(title)}</figcaption></figure>")
+    return cells(report["model"], columns) if report["model"] else []
 
 
 def _run_lines(report: dict) -> list:
@@ -260,15 +224,15 @@ def _run_lines(report: dict) -> list:
 def render_markdown(report: dict) -> str:
     parts = [f"# Run report: {report['title']}", f"`{report['run_dir']}`",
              "## Command", f"```\n{report['command'] or 'not recorded'}\n```", "## Metrics"]
-    for title, cells in metric_tables(report):
-        parts += [f"### {title}", _markdown_table(cells)]
+    for title, table in metric_tables(report):
+        parts += [f"### {title}", markdown_table(table)]
     if report["comparison"]:  # its headings two levels down, under this page's own
         parts += ["### comparison (comparison.md)", re.sub(r"^(#+) ", r"##\1 ", report["comparison"], flags=re.MULTILINE)]
     parts.append("## Training curves")
     parts += [f"![{stage}]({path})" for stage, path in report["curves"] if path]
     parts.append("## Figures")
     parts += [f"![{title}]({path})" for title, path in report["figures"]] or ["none"]
-    parts += ["## Model", _markdown_table(model_table(report)) or "none", "## Bad files"]
+    parts += ["## Model", markdown_table(model_table(report)) or "none", "## Bad files"]
     parts.append("\n".join(f"- `{path}`: {reason}" for path, reason in report["bad_files"][:BAD_FILES_SHOWN])
                  if report["bad_files"] else "none")
     parts += ["## Run", "\n".join(f"- {line}" for line in _run_lines(report)),
@@ -276,33 +240,26 @@ def render_markdown(report: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}th{background:#f2f2f2}img{max-width:100%}figure{margin:1em 0}
-pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}figcaption{font-size:12px;color:#555}"""
-
-
 def render_html(report: dict) -> str:
     run_dir = report["run_dir"]
     body = [f"<h1>Run report: {html.escape(report['title'])}</h1><p><code>{html.escape(run_dir)}</code></p>",
             f"<h2>Command</h2><pre>{html.escape(report['command'] or 'not recorded')}</pre>", "<h2>Metrics</h2>"]
-    for title, cells in metric_tables(report):
-        body.append(f"<h3>{html.escape(title)}</h3>{_html_table(cells)}")
+    for title, table in metric_tables(report):
+        body.append(f"<h3>{html.escape(title)}</h3>{html_table(table)}")
     if report["comparison"]:
         body.append(f"<h3>comparison (comparison.md)</h3><pre>{html.escape(report['comparison'])}</pre>")
     body.append("<h2>Training curves</h2>")
-    body += [_image(run_dir, path, f"stage '{stage}'") for stage, path in report["curves"] if path]
+    body += [inline_png(os.path.join(run_dir, path), f"stage '{stage}'") for stage, path in report["curves"] if path]
     body.append("<h2>Figures</h2>")
-    body += [_image(run_dir, path, title) for title, path in report["figures"]] or ["<p>none</p>"]
-    body.append(f"<h2>Model</h2>{_html_table(model_table(report)) or '<p>none</p>'}<h2>Bad files</h2>")
+    body += [inline_png(os.path.join(run_dir, path), title) for title, path in report["figures"]] or ["<p>none</p>"]
+    body.append(f"<h2>Model</h2>{html_table(model_table(report)) or '<p>none</p>'}<h2>Bad files</h2>")
     body.append("<ul>" + "".join(f"<li><code>{html.escape(p)}</code>: {html.escape(r)}</li>"
                                  for p, r in report["bad_files"][:BAD_FILES_SHOWN]) + "</ul>"
                 if report["bad_files"] else "<p>none</p>")
     body.append("<h2>Run</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in _run_lines(report)) + "</ul>")
     body.append(f"<h2>Config</h2><details><summary>config.yaml</summary><pre>{html.escape(report['config_text'])}"
                 "</pre></details>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report['title'])}</title>"
-            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    return document(report["title"], body)
 
 
 def write_report(run_dir: str, command: str | None = None, seconds: float | None = None) -> tuple[str, str]:

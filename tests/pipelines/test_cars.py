@@ -86,6 +86,10 @@ def test_compare_over_the_sweep_lists_the_swept_key_only(sweep):
         assert row["params"] == metrics["params"]
     assert (root / "runs" / "cars" / "compare_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| run |" in done.stdout
+    from tests.tracking.report_checks import check_compare_page
+
+    page = check_compare_page(root / "runs" / "cars")
+    assert sorted(row[0] for row in page.tables[0][1:]) == sorted(run.name for run in runs)
 
 
 def test_each_sweep_job_has_its_run_report(sweep):

@@ -1,6 +1,7 @@
 """What every pipeline's smoke test asserts about its run report (``tracking/report.py``): the HTML
 parsed independently (sections in order, every image a decodable PNG, the numbers equal to
-metrics.json), the Markdown twin's sections and image links."""
+metrics.json), the Markdown twin's sections and image links; and about ``task=compare``'s page
+(``compare.html`` equal to compare.csv)."""
 
 import base64
 import io
@@ -9,6 +10,8 @@ import os
 import re
 from html.parser import HTMLParser
 
+import numpy as np
+import pandas as pd
 from PIL import Image
 
 SECTIONS = ["Command", "Metrics", "Training curves", "Figures", "Model", "Bad files", "Run", "Config"]
@@ -50,6 +53,43 @@ def _close(cell: str, value) -> bool:
     return number == value if isinstance(value, int) else abs(number - value) <= 5e-5 + 1e-4 * abs(value) * (abs(value) >= 1000)
 
 
+def _offline(text: str) -> bool:
+    return "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
+
+
+def check_compare_page(out_dir) -> Page:
+    """Assert ``out_dir/compare.html`` opens offline, shows compare.csv cell for cell (numbers to
+    the shown precision, blanks as "-") and inlines compare_curves.png byte for byte."""
+    page = Page()
+    with open(os.path.join(out_dir, "compare.html")) as f:
+        text = f.read()
+    page.feed(text)
+    assert _offline(text)
+    expected = pd.read_csv(os.path.join(out_dir, "compare.csv"))
+    [shown] = page.tables
+    assert shown[0] == list(expected.columns)
+    assert len(shown) - 1 == len(expected) > 0
+    for row, (_, values) in zip(shown[1:], expected.iterrows()):
+        for column, cell, value in zip(expected.columns, row, values):
+            if pd.isna(value):
+                assert cell == "-", (column, cell)
+            elif isinstance(value, (bool, np.bool_)):
+                assert cell == str(bool(value)), (column, cell, value)
+            elif isinstance(value, (int, float, np.integer, np.floating)):
+                assert _close(cell, value.item() if hasattr(value, "item") else value), (column, cell, value)
+            else:
+                assert cell == str(value), (column, cell, value)
+    [source] = page.images
+    assert source.startswith("data:image/png;base64,")
+    data = base64.b64decode(source.split(",", 1)[1])
+    with open(os.path.join(out_dir, "compare_curves.png"), "rb") as f:
+        assert data == f.read()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    assert image.width > 100 and image.height > 100
+    return page
+
+
 def check_report(run_dir, stages: list, command_has: str = "python run.py") -> Page:
     """Assert the report of ``run_dir`` shows ``stages`` and matches its metrics.json; returns the page."""
     run_dir = str(run_dir)
@@ -58,7 +98,7 @@ def check_report(run_dir, stages: list, command_has: str = "python run.py") -> P
         text = f.read()
     page.feed(text)
     assert [h for tag, h in page.headings if tag == "h2"] == SECTIONS
-    assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text  # opens offline
+    assert _offline(text)
     assert len(page.images) >= len(stages)  # a training curve per stage, and the run's figures
     for source in page.images:
         assert source.startswith("data:image/png;base64,")

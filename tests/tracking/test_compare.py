@@ -19,6 +19,7 @@ from keras_fgvc.tracking.compare import (
     format_seconds,
     read_run,
 )
+from tests.tracking.report_checks import check_compare_page
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -86,7 +87,8 @@ def test_table_rows_files_and_plot(three_runs, tmp_path, capsys):
 
     files = result["files"]
     assert files == {"md": str(tmp_path / "compare.md"), "csv": str(tmp_path / "compare.csv"),
-                     "png": str(tmp_path / "compare_curves.png")}  # default: the runs' common parent
+                     "png": str(tmp_path / "compare_curves.png"),
+                     "html": str(tmp_path / "compare.html")}  # default: the runs' common parent
     printed = capsys.readouterr().out
     assert "| run | model.dropout | best val_loss | val_accuracy | test_top1 | epochs | params | time |" in printed
     assert "| d1 | 0.1 | 0.5 | 0.6 | 0.81 | 3 | 123456 | 1m 23s |" in printed
@@ -105,6 +107,9 @@ def test_table_rows_files_and_plot(three_runs, tmp_path, capsys):
 
     with open(files["png"], "rb") as f:
         assert f.read(8) == PNG_MAGIC
+    page = check_compare_page(tmp_path)
+    d1 = next(row for row in page.tables[0] if row[0] == "d1")
+    assert d1[:8] == ["d1", "0.1000", "0.5000", "0.6000", "0.8100", "3", "123,456", "83.4000"]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -119,7 +124,8 @@ def test_unfinished_run_is_listed_from_its_history(three_runs, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert "| killed (unfinished) | 0.5 | 0.35 |" in printed
     assert "| not_started (unfinished) | 0.6 | - | - | - | - | - | - |" in printed
-    assert (tmp_path / "out" / "compare.csv").is_file()
+    page = check_compare_page(tmp_path / "out")
+    assert page.tables[0][-1][:9] == ["not_started", "0.6000", "-", "-", "-", "-", "-", "-", "-"]
 
 
 def test_two_stage_run_reports_its_last_stage(tmp_path):
@@ -140,6 +146,13 @@ def test_different_monitors_are_named_in_their_cells(tmp_path):
     runs = [make_run(tmp_path, "loss", 0.1, (0.9, 0.4)), make_run(tmp_path, "acc", 0.2, (0.9, 0.4), monitor="val_accuracy")]
     rows = compare(runs)["rows"]
     assert sorted(r["best val metric"] for r in rows) == ["val_accuracy=0.6", "val_loss=0.4"]
+
+
+def test_small_values_keep_their_digits_in_the_page(tmp_path):
+    runs = [make_run(tmp_path, "lr_a", 3e-5, (0.9, 0.4)), make_run(tmp_path, "lr_b", 1.5e-4, (0.9, 0.5))]
+    compare(runs)
+    page = check_compare_page(tmp_path)
+    assert [row[:2] for row in page.tables[0][1:]] == [["lr_a", "3e-05"], ["lr_b", "0.00015"]]
 
 
 def test_pipeline_refuses_a_folder_that_is_not_a_run_and_an_empty_list(three_runs, tmp_path):

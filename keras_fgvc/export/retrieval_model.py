@@ -26,12 +26,15 @@ from keras_fgvc.export.saved_model import (
 # Ranking settings and gallery shape of an export, next to saved_model.pb.
 RETRIEVAL_FILE = "retrieval.json"
 _COPY_BYTES = 64 << 20  # a memory-mapped gallery is normalised and copied in blocks of this size
+# How the gallery can be stored; a float16 gallery is widened to float32 block by block
+# (_COPY_BYTES of float32 at a time) before each matmul, so scores are float32 sums either way.
+GALLERY_DTYPES = ("float32", "float16")
 
 
 def export_retrieval_model(model: keras.Model, path: str, image_size: int, gallery, gallery_labels, class_ids,
                            k: int = 5, channels: int = 3, resize: str = "squash", flip_tta: bool = False,
                            query_expansion: int = 0, query_expansion_alpha: float = 3.0,
-                           overwrite: bool = False) -> str:
+                           overwrite: bool = False, gallery_dtype: str = "float32") -> str:
     """Write ``model`` plus its gallery as a class-ranking SavedModel at ``path`` (temp dir + rename).
 
     Signatures (``image_bytes``: tf.string [B] of encoded JPEG/PNG, decoded as in training):
@@ -40,11 +43,14 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
     ``embed`` -> ``embedding`` [B, D] float32, the L2-normalised query (after flip TTA, before
     query expansion). Labels, scores, ties and padding follow ``rank_classes``.
 
-    The gallery ships as a float32 variable (``variables/``), so the export is about ``G * D * 4``
-    bytes plus the network: Hotel-ID's 44,703 x 4,096 gallery makes ~733 MB. Exporting holds two
-    copies of it in memory for a moment; serving builds a [B, G] similarity block per request.
-    Gallery rows are re-normalised on the way in (like ``rank_classes(normalize=True)``), so
-    float16 embeddings whose norms drift slightly still give cosine scores.
+    The gallery ships as a ``gallery_dtype`` variable (``variables/``), so the export is the
+    network plus ``G * D * 4`` bytes in float32 or ``G * D * 2`` in float16: Hotel-ID's
+    44,703 x 4,096 gallery makes ~733 MB or ~366 MB. A float16 gallery is widened to float32 one block of rows at a
+    time for the matmul, so scores are float32 sums of float16-rounded rows: each cosine moves by
+    up to ~1e-3, and only classes whose scores are that close can swap. Exporting holds two
+    copies of the gallery in memory for a moment; serving builds a [B, G] similarity block per
+    request. Gallery rows are re-normalised on the way in (like ``rank_classes(normalize=True)``),
+    so float16 embeddings whose norms drift slightly still give cosine scores.
 
     Args:
         model: a model from ``build_model`` (float pixels in [0, 255] -> dict with ``embedding``).
@@ -62,6 +68,7 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
             (alpha QE, Radenovic, Tolias & Chum, TPAMI 2018); 0 turns it off.
         query_expansion_alpha: the alpha of alpha QE (the paper uses 3).
         overwrite: replace an existing export.
+        gallery_dtype: ``float32`` or ``float16``, how the gallery is stored (``GALLERY_DTYPES``).
 
     Returns:
         ``path``.
@@ -73,9 +80,13 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
         ...     image_bytes=tf.constant([jpeg]))["class_id"]  # doctest: +SKIP
     """
     check_writable(path, overwrite)
+    if gallery_dtype not in GALLERY_DTYPES:
+        raise ValueError(f"gallery_dtype must be one of {', '.join(GALLERY_DTYPES)}, got {gallery_dtype!r}")
     dim = int(model.output["embedding"].shape[-1])
     labels, present = _check_gallery(gallery, gallery_labels, len(class_ids), dim, k, query_expansion)
-    rows = tf.Variable(_normalised_copy(gallery), trainable=False, name="gallery")
+    rows = tf.Variable(_normalised_copy(gallery, gallery_dtype), trainable=False, name="gallery")
+    block = max(1, _COPY_BYTES // (dim * 4))
+    blocks = [(start, min(start + block, rows.shape[0])) for start in range(0, rows.shape[0], block)]
     row_labels = tf.Variable(labels, trainable=False, name="gallery_labels")
     num_classes = len(class_ids)
     has_rows = tf.constant(present)
@@ -98,15 +109,23 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
             embedding = tf.cast(forward(x)["embedding"], tf.float32)
         return tf.math.l2_normalize(embedding, axis=-1)
 
+    def gallery_similarity(query):
+        """[G, B] float32 cosine similarities: the layout segment max wants."""
+        if rows.dtype == tf.float32:
+            return tf.matmul(rows, query, transpose_b=True)
+        # float16 rows widened one block at a time: a request holds one float32 block, not a float32 gallery
+        return tf.concat([tf.matmul(tf.cast(rows[start:stop], tf.float32), query, transpose_b=True)
+                          for start, stop in blocks], axis=0)
+
     def serve(image_bytes):
         query = query_embedding(image_bytes)
-        similarity = tf.matmul(rows, query, transpose_b=True)  # [G, B]: the layout segment max wants
+        similarity = gallery_similarity(query)
         if query_expansion:
             top = tf.math.top_k(tf.transpose(similarity), k=query_expansion)  # ties: lower row first
             weights = tf.pow(tf.maximum(top.values, 0.0), query_expansion_alpha)
-            neighbours = tf.gather(rows, top.indices)  # [B, n, D]
+            neighbours = tf.cast(tf.gather(rows, top.indices), tf.float32)  # [B, n, D]
             query = tf.math.l2_normalize(query + tf.einsum("bn,bnd->bd", weights, neighbours), axis=-1)
-            similarity = tf.matmul(rows, query, transpose_b=True)
+            similarity = gallery_similarity(query)
         class_max = tf.math.unsorted_segment_max(similarity, row_labels, num_classes)  # [K, B]
         # a class without gallery rows gets the float minimum from segment max; rank_classes never returns it
         scores = tf.where(has_rows[:, None], class_max, -np.inf)
@@ -141,6 +160,7 @@ def export_retrieval_model(model: keras.Model, path: str, image_size: int, galle
         "query_expansion": int(query_expansion),
         "query_expansion_alpha": float(query_expansion_alpha),
         "gallery_rows": int(rows.shape[0]),
+        "gallery_dtype": gallery_dtype,
         "embedding_dim": dim,
         "num_classes": num_classes,
         "classes_with_rows": int(present.sum()),
@@ -171,9 +191,9 @@ def _check_gallery(gallery, gallery_labels, num_classes, dim, k, query_expansion
     return labels.astype(np.int32), present
 
 
-def _normalised_copy(gallery):
-    """float32 L2-normalised copy of ``gallery``, read block by block (a memmap is read once)."""
-    out = np.empty(gallery.shape, np.float32)
+def _normalised_copy(gallery, dtype: str = "float32"):
+    """L2-normalised (in float32) copy of ``gallery`` in ``dtype``, read block by block (a memmap is read once)."""
+    out = np.empty(gallery.shape, dtype)
     block = max(1, _COPY_BYTES // (gallery.shape[1] * 4))
     for start in range(0, gallery.shape[0], block):
         out[start : start + block] = l2_normalize(gallery[start : start + block])

@@ -427,7 +427,7 @@ def _uint8(image):
 
 def export(cfg, model, gallery, gallery_labels, classes) -> dict:
     """``saved_models/hotel_id/<name>/embed`` (image bytes -> embedding) and ``.../retrieval`` (image
-    bytes -> top-k hotel ids and scores, the gallery inside)."""
+    bytes -> top-k hotel ids and scores, the gallery inside, stored in ``export.gallery_dtype``)."""
     from keras_fgvc.export.retrieval_model import export_retrieval_model
     from keras_fgvc.export.saved_model import export_saved_model
     from keras_fgvc.export.stage import stage_export_path
@@ -441,7 +441,7 @@ def export(cfg, model, gallery, gallery_labels, classes) -> dict:
             model, stage_export_path(cfg, "retrieval"), cfg.data.image_size, np.asarray(gallery), gallery_labels,
             list(classes), k=options.k, channels=cfg.model.img_channels, resize=cfg.data.resize,
             flip_tta=options.flip_tta, query_expansion=expansion, query_expansion_alpha=options.rerank_alpha,
-            overwrite=cfg.export.overwrite),
+            overwrite=cfg.export.overwrite, gallery_dtype=cfg.export.gallery_dtype),
     }
 
 

@@ -149,3 +149,54 @@ def test_gallery_mismatches_fail_before_export(setup, tmp_path):
     with pytest.raises(ValueError, match="embedding dim"):
         export_retrieval_model(*args, setup["gallery"][:, :8], LABELS, CLASS_IDS)
     assert not (tmp_path / "bad").exists()
+
+
+# float16 keeps 11 significant bits: rounding a unit row moves each element by at most 2^-11 of
+# itself, so (Cauchy-Schwarz) a cosine with a unit query moves by at most 2^-11, and two classes
+# can swap only when their float32 scores are closer than twice that.
+FLOAT16_SCORE_ERROR = 2.0**-11
+
+
+def test_a_float16_gallery_is_half_the_bytes_and_ranks_as_float32_past_its_error(setup, tmp_path, monkeypatch):
+    from keras_fgvc.export import retrieval_model
+
+    dim = setup["gallery"].shape[1]
+    # blocks of 5 rows: the 12 gallery rows are widened to float32 in three blocks, as a large gallery is
+    monkeypatch.setattr(retrieval_model, "_COPY_BYTES", 5 * dim * 4)
+    k = 6  # every class with rows: only the order can differ
+    path = export_retrieval_model(setup["model"], str(tmp_path / "half"), SIZE, setup["gallery"], LABELS, CLASS_IDS,
+                                  k=k, gallery_dtype="float16")
+    half = tf.saved_model.load(path)
+    rows16, rows32 = half.gallery[0], setup["base"].gallery[0]
+    assert rows16.dtype == tf.float16 and rows32.dtype == tf.float32 and rows16.shape == rows32.shape
+    assert 2 * rows16.numpy().nbytes == rows32.numpy().nbytes == len(LABELS) * dim * 4
+    assert json.loads((Path(path) / RETRIEVAL_FILE).read_text())["gallery_dtype"] == "float16"
+
+    labels, scores, ids = serve(half, setup["files"])
+    want_labels, want_scores = rank_classes(setup["plain"], setup["gallery"], LABELS, k=k)
+    assert scores.dtype == np.float32 and ids == class_strings(labels)
+    np.testing.assert_allclose(scores, want_scores, rtol=0, atol=FLOAT16_SCORE_ERROR + 1e-5)
+    # A rank whose float32 score is more than two float16 errors from every other class's holds the same class.
+    gaps = np.where(np.eye(k, dtype=bool), np.inf, np.abs(want_scores[:, :, None] - want_scores[:, None, :]))
+    separated = gaps.min(axis=2) > 2 * FLOAT16_SCORE_ERROR
+    assert separated.sum() >= labels.size // 2  # most ranks are checked exactly, or this would test little
+    np.testing.assert_array_equal(labels[separated], want_labels[separated])
+    # The rest may swap only among near-ties: each rank's class has (within the error) that rank's float32 score.
+    float32_scores = {(q, label): score for q in range(len(labels))
+                      for label, score in zip(want_labels[q], want_scores[q])}
+    served_as_float32 = np.array([[float32_scores[q, label] for label in row] for q, row in enumerate(labels)])
+    np.testing.assert_allclose(served_as_float32, want_scores, rtol=0, atol=2 * FLOAT16_SCORE_ERROR)
+    # classes 1 and 4 share one row, identical in float16 too: still tied, the smaller label first
+    tied = [row for row in labels.tolist() if 1 in row and 4 in row]
+    assert tied and all(row.index(1) + 1 == row.index(4) for row in tied)
+
+
+def test_the_gallery_dtype_is_checked(setup, tmp_path):
+    with pytest.raises(ValueError, match="gallery_dtype must be one of float32, float16"):
+        export_retrieval_model(setup["model"], str(tmp_path / "bad"), SIZE, setup["gallery"], LABELS, CLASS_IDS,
+                               gallery_dtype="bfloat16")
+    assert not (tmp_path / "bad").exists()
+    # the config key is a choice, refused at compose time (run.py: one error line, exit 2)
+    with pytest.raises(UserError, match="export.gallery_dtype' = 'bfloat16'; choose one of: float32, float16"):
+        compose(["pipeline=hotel_id", "export.gallery_dtype=bfloat16"])
+    assert compose(["pipeline=hotel_id"]).export.gallery_dtype == "float32"

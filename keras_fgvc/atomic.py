@@ -6,6 +6,7 @@ TensorFlow or Keras import, so tools that must stay light (``benchmarks/run_all.
 """
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -49,16 +50,40 @@ def atomic_open(path, mode: str = "w", newline: str = ""):
         raise
 
 
+def _aside_prefix(path: str) -> str:
+    """Where ``replace_dir`` sets the old ``path`` aside: ``<dir>/.<name>.old-`` + the writer's pid."""
+    return f"{os.path.join(os.path.dirname(os.path.abspath(path)), '.' + os.path.basename(path))}.old-"
+
+
 def replace_dir(built: str, path: str) -> str:
     """Put the complete folder ``built`` (a sibling of ``path``) in place of ``path``.
 
     The old folder is renamed aside first and deleted only after the new one is in place, so a
     kill at any moment leaves the old folder or the new one whole (POSIX has no atomic swap of
-    two folders: between the two renames ``path`` is briefly absent, never partial).
+    two folders: between the two renames ``path`` is briefly absent, never partial; ``recover_dir``
+    puts the old one back).
     """
-    old = f"{os.path.join(os.path.dirname(os.path.abspath(path)), '.' + os.path.basename(path))}.old-{os.getpid()}"
+    old = f"{_aside_prefix(path)}{os.getpid()}"
     if os.path.isdir(path):
         os.replace(path, old)
     os.replace(built, path)
     shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def recover_dir(path: str) -> list[str]:
+    """Clean up after a ``replace_dir`` that was killed: when ``path`` is missing, the old folder it
+    had set aside is renamed back (the newest, if several); every other set-aside copy is deleted.
+    Only for a folder no other process is writing (a run folder under its lock). Returns the
+    paths deleted.
+
+    Example:
+        >>> recover_dir("runs/hotel_id/default/embed")  # doctest: +SKIP
+        []
+    """
+    aside = sorted(glob.glob(glob.escape(_aside_prefix(path)) + "*"), key=os.path.getmtime)
+    if aside and not os.path.isdir(path):
+        os.replace(aside.pop(), path)
+    for folder in aside:
+        shutil.rmtree(folder, ignore_errors=True)
+    return aside

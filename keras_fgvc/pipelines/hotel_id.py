@@ -6,22 +6,25 @@
     embed   train + val images through the *test* preprocessing (resize, no occlusion) -> the
             gallery, plus the occluded val queries and the test images, each streamed to disk
     rank    cosine similarity, top-k unique hotels: val MAP@5, ``submission.csv`` (Kaggle's
-            format), test MAP@5 where the truth is known (the demo), plots, and the exports: the
-            embedding SavedModel and a retrieval SavedModel with the gallery inside
+            format: one row per test image; one that cannot be read gets the prior, the k hotels
+            with the most gallery photos), test MAP@5 where the truth is known (the demo), plots,
+            and the exports: the embedding SavedModel and a retrieval SavedModel with the gallery inside
 
 ``stage=train|embed|rank`` runs one step on the files of the earlier ones; ``hotel_id.ensemble=
 [run_a, run_b]`` ranks with the summed similarities of trained runs instead. Everything else
 (the model, losses, augmentation, schedule) is config: ``pipelines/hotel_id.yaml``.
 """
 
+import glob
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from keras_fgvc.atomic import replace_dir
+from keras_fgvc.atomic import recover_dir, replace_dir
 from keras_fgvc.config.schema import register_pipeline_options
 from keras_fgvc.data import classes as class_mapping
 from keras_fgvc.data import synthetic
@@ -34,7 +37,16 @@ RANK_DIR = "rank"
 STEPS = ("embed", "rank")
 GALLERY, VAL_QUERIES, TEST = "gallery", "val_queries", "test"
 LABELS_FILE = "labels.npy"
+# In embed/test/: the test images the check found unreadable (never embedded), and their labels
+# (-1: unknown), so rank and an ensemble can still answer them with the prior.
+UNREADABLE_IDS, UNREADABLE_LABELS = "unreadable_ids.npy", "unreadable_labels.npy"
+# In rank/: the test image of each row of test_ranked.npy / test_scores.npy (= submission.csv's rows).
+TEST_IDS_FILE = "test_ids.npy"
 PLOT_QUERIES = 8
+# Test-only: with this set to a folder, the embed step stops once its first part is written into
+# its temp folder, writes ``<folder>/<pid>`` and waits there for the test's SIGKILL
+# (tests/pipelines/test_hotel_id.py: a killed stage=embed leaves the old embed/ whole).
+EMBED_HOLD_ENV = "KERAS_FGVC_TEST_HOLD_IN_EMBED_DIR"
 
 
 @dataclass
@@ -156,10 +168,15 @@ def run(cfg) -> dict:
     root = data_root(cfg)
     tables = split_tables(cfg, root)
     check_can_start(cfg, stages)
+    if steps:
+        recover_embed_dir(cfg)  # before the checks: a kill may have left embed/ set aside
     for step in steps:
         check_inputs_of(cfg, step, will_train=bool(stages))
     plan = configure(cfg.runtime)
     checked, data_info = check_tables(cfg, tables)
+    # Kaggle scores one answer per test image: the unreadable ones are kept aside for the prior.
+    unreadable_test = tables["test"][~tables["test"]["path"].isin(set(checked["test"]["path"]))]
+    data_info["test_unreadable"] = len(unreadable_test)
     tables = {name: table.reset_index(drop=True) for name, table in checked.items()}
     for table in tables.values():
         decode_once(cfg, table)
@@ -171,10 +188,10 @@ def run(cfg) -> dict:
         metrics[stage.name], model = train(cfg, plan, stage, tables)
         print(f"stage '{stage.name}': best val MAP@{cfg.hotel_id.k} {metrics[stage.name]['best_value']:.4f} "
               f"(epoch {metrics[stage.name]['best_epoch'] + 1} of {metrics[stage.name]['epochs_run']})")
-    if steps:
+    if "embed" in steps or ("rank" in steps and cfg.export.enabled):  # rank uses the model only to export
         model = model or trained_model(cfg, tables)
     if "embed" in steps:
-        metrics["embed"] = embed(cfg, model, tables)
+        metrics["embed"] = embed(cfg, model, tables, unreadable_test)
     if "rank" in steps:
         metrics["rank"] = rank(cfg, model, tables)
         metrics.update({key: metrics["rank"][key] for key in metric_keys(cfg) if key in metrics["rank"]})
@@ -265,9 +282,26 @@ def embed_dir(cfg) -> str:
     return os.path.join(cfg.run_dir, EMBED_DIR)
 
 
-def embed(cfg, model, tables) -> dict:
+def recover_embed_dir(cfg) -> list[str]:
+    """Undo what a killed embed step left: its half-built ``embed.tmp-<pid>`` folders are deleted,
+    and an ``embed/`` that ``replace_dir`` had set aside (a kill between its two renames) is put
+    back. Safe because the run lock keeps every other process out of this run folder. Returns
+    the paths removed."""
+    final = embed_dir(cfg)
+    removed = recover_dir(final)
+    for leftover in sorted(glob.glob(f"{glob.escape(final)}.tmp-*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover)
+    for path in removed:
+        print(f"embed: removed {path} (left by a killed embed step)")
+    return removed
+
+
+def embed(cfg, model, tables, unreadable_test=None) -> dict:
     """Write ``embed/{gallery,val_queries,test}/`` (embeddings.npy, ids.npy, labels.npy): the
-    gallery is train then val rows; the folder appears whole (built beside it, then renamed)."""
+    gallery is train then val rows; ``test/`` also lists the ``unreadable_test`` rows (ids and
+    labels, no embedding: rank answers them with the prior). The folder appears whole (built
+    beside it, then renamed)."""
     from keras_fgvc.evaluation.embed import embedding_function
     from keras_fgvc.evaluation.retrieval import extract_embeddings
 
@@ -275,6 +309,8 @@ def embed(cfg, model, tables) -> dict:
     final = embed_dir(cfg)
     building = f"{final}.tmp-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
+    if unreadable_test is None:
+        unreadable_test = tables["test"].iloc[:0]
     gallery = pd.concat([tables["train"], tables["val"]], ignore_index=True)
     # The training rows are batched on their own, exactly as the per-epoch validation batched them:
     # a batch mixing train and val rows changes the kernels' summation order, and that last-bit
@@ -288,8 +324,14 @@ def embed(cfg, model, tables) -> dict:
         folder = os.path.join(building, name)
         extract_embeddings(embed_fn, batches, folder)
         np.save(os.path.join(folder, LABELS_FILE), rows[LABEL].fillna(-1).to_numpy().astype(np.int64))
+        hold_for_kill_test(building)
+    test_folder = os.path.join(building, TEST)
+    np.save(os.path.join(test_folder, UNREADABLE_IDS), np.array(unreadable_test["image_id"].astype(str).tolist(), str))
+    np.save(os.path.join(test_folder, UNREADABLE_LABELS),
+            unreadable_test[LABEL].fillna(-1).to_numpy().astype(np.int64))
     info = {"flip_tta": cfg.hotel_id.flip_tta, "train_rows": len(tables["train"]), "val_rows": len(tables["val"]),
-            "test_rows": len(tables["test"]), "dim": int(model.output["embedding"].shape[-1])}
+            "test_rows": len(tables["test"]), "test_unreadable": len(unreadable_test),
+            "dim": int(model.output["embedding"].shape[-1])}
     rundir.write_json(os.path.join(building, "embed.json"), info)
     class_mapping.save(tables["train"].attrs["classes"], building)
     replace_dir(building, final)
@@ -298,12 +340,67 @@ def embed(cfg, model, tables) -> dict:
     return info
 
 
+def hold_for_kill_test(building: str):
+    """Test-only (``EMBED_HOLD_ENV``): announce that ``building`` holds a finished part and wait to be killed."""
+    hold_dir = os.environ.get(EMBED_HOLD_ENV)
+    if not hold_dir:
+        return
+    from keras_fgvc.tracking.run_dir import atomic_write_text
+
+    atomic_write_text(os.path.join(hold_dir, str(os.getpid())), building)
+    while True:  # the test's SIGKILL ends this
+        time.sleep(1)
+
+
 def load_part(folder: str, name: str):
     """``(embeddings memmap, ids, labels)`` of one embed/ part."""
     from keras_fgvc.evaluation.retrieval import load_embeddings
 
     embeddings, ids = load_embeddings(os.path.join(folder, name))
     return embeddings, ids, np.load(os.path.join(folder, name, LABELS_FILE))
+
+
+def load_unreadable(folder: str):
+    """``(ids, labels)`` of the test images embed/ could not embed (none for an embed/ written
+    before these files existed)."""
+    ids_path = os.path.join(folder, TEST, UNREADABLE_IDS)
+    if not os.path.isfile(ids_path):
+        return np.array([], dtype=str), np.array([], dtype=np.int64)
+    return np.load(ids_path), np.load(os.path.join(folder, TEST, UNREADABLE_LABELS))
+
+
+def prior_ranking(gallery_labels, num_classes: int, k: int) -> np.ndarray:
+    """The answer for a test image that cannot be embedded: the ``k`` hotels with the most gallery
+    photos, most first, equal counts in class-index order (a stable sort: the same answer every
+    run); ``PAD_LABEL`` fills the row when fewer than ``k`` hotels have photos.
+
+    Without the image, MAP@k's expectation is the sum over ranks i of P(hotel_i) / i, which is
+    largest with the hotels in decreasing probability: if test photos come from the hotels as
+    often as the gallery's do, that is this frequency prior.
+
+    Example:
+        >>> prior_ranking(np.array([2, 0, 2, 1, 1]), num_classes=4, k=3).tolist()
+        [1, 2, 0]
+    """
+    from keras_fgvc.evaluation.retrieval import PAD_LABEL
+
+    counts = np.bincount(np.asarray(gallery_labels, np.int64), minlength=num_classes)
+    order = np.argsort(-counts, kind="stable")
+    order = order[counts[order] > 0][:k]
+    return np.concatenate([order, np.full(k - len(order), PAD_LABEL)]).astype(np.int64)
+
+
+def with_unreadable(folder: str, ids, labels, ranked, scores, gallery_labels, num_classes: int, k: int):
+    """Every test row: the embedded images as ranked, then the unreadable ones (embed/'s list) with
+    the prior and score NaN (nothing was compared). Returns ``(ids, labels, ranked, scores, prior
+    or None when every image was read)``; these rows are submission.csv's and rank/'s."""
+    bad_ids, bad_labels = load_unreadable(folder)
+    if not len(bad_ids):
+        return ids, labels, ranked, scores, None
+    prior = prior_ranking(gallery_labels, num_classes, k)
+    return (np.concatenate([ids, bad_ids]), np.concatenate([labels, bad_labels]),
+            np.concatenate([ranked, np.tile(prior.astype(ranked.dtype), (len(bad_ids), 1))]),
+            np.concatenate([scores, np.full((len(bad_ids), scores.shape[1]), np.nan, scores.dtype)]), prior)
 
 
 def rerank(cfg, queries, gallery):
@@ -339,14 +436,16 @@ def rank(cfg, model, tables) -> dict:
     val_ranked, val_scores = rank_classes(queries, train_gallery, gallery_labels[:train_rows], k=k, normalize=False)
     queries, full_gallery = rerank(cfg, test, gallery)
     test_ranked, test_scores = rank_classes(queries, full_gallery, gallery_labels, k=k, normalize=False)
+    test_ids, test_labels, test_ranked, test_scores, prior = with_unreadable(
+        folder, test_ids, test_labels, test_ranked, test_scores, gallery_labels, len(classes), k)
     val_key, test_key = metric_keys(cfg)
     result = {val_key: map_at_k(val_labels, val_ranked, k), "k": k,
               "flip_tta": cfg.hotel_id.flip_tta, "rerank": cfg.hotel_id.rerank, "gallery_rows": len(gallery),
-              "random_val_map": random_map_at_k(len(classes), k)}
+              "random_val_map": random_map_at_k(len(classes), k), **unreadable_info(prior, test_ids, test, classes)}
     write_submission(cfg, test_ids, test_ranked, classes)
-    if (test_labels >= 0).all():
+    if (test_labels >= 0).all():  # Kaggle's score of the submission: the prior's rows count too
         result[test_key] = map_at_k(test_labels, test_ranked, k)
-    save_rankings(cfg, val=(val_ranked, val_scores), test=(test_ranked, test_scores))
+    save_rankings(cfg, test_ids, val=(val_ranked, val_scores), test=(test_ranked, test_scores))
     result["plots"] = plots(cfg, tables, val_ranked, gallery, val_queries)
     if cfg.export.enabled:
         result["export"] = export(cfg, model, full_gallery, gallery_labels, classes)
@@ -354,10 +453,21 @@ def rank(cfg, model, tables) -> dict:
     return result
 
 
-def save_rankings(cfg, **parts):
-    """``rank/<part>_ranked.npy`` and ``<part>_scores.npy`` (class indexes and scores, best first)."""
+def unreadable_info(prior, test_ids, embedded, classes) -> dict:
+    """metrics.json's ``test_unreadable`` (rows answered by the prior) and, when any, ``test_prior``
+    (that answer as hotel ids)."""
+    info = {"test_unreadable": len(test_ids) - len(embedded)}
+    if prior is not None:
+        info["test_prior"] = class_mapping.to_original([c for c in prior if c >= 0], classes)
+    return info
+
+
+def save_rankings(cfg, test_ids, **parts):
+    """``rank/<part>_ranked.npy`` and ``<part>_scores.npy`` (class indexes and scores, best first),
+    and ``rank/test_ids.npy``: the image of each test row (submission.csv's rows, in its order)."""
     out = os.path.join(cfg.run_dir, RANK_DIR)
     os.makedirs(out, exist_ok=True)
+    np.save(os.path.join(out, TEST_IDS_FILE), test_ids)
     for name, (ranked, scores) in parts.items():
         np.save(os.path.join(out, f"{name}_ranked.npy"), ranked)
         np.save(os.path.join(out, f"{name}_scores.npy"), scores)
@@ -383,6 +493,9 @@ def format_rank(result: dict, cfg) -> str:
     parts = [f"rank: val MAP@{k} {result[val_key]:.4f} (random ranking {result['random_val_map']:.4f})"]
     if test_key in result:
         parts.append(f"test MAP@{k} {result[test_key]:.4f}")
+    if result["test_unreadable"]:
+        parts.append(f"{result['test_unreadable']} unreadable test images answered with the prior "
+                     f"{' '.join(str(h) for h in result['test_prior'])}")
     return ", ".join(parts) + f"; flip TTA {result['flip_tta']}, re-ranking {result['rerank']}"
 
 
@@ -455,9 +568,10 @@ def rank_ensemble(cfg) -> dict:
     runs = [os.path.join(run_folder, EMBED_DIR) for run_folder in options.ensemble]
     infos = [rundir.read_json(os.path.join(folder, "embed.json")) for folder in runs]
     parts = {name: [load_part(folder, name) for folder in runs] for name in (GALLERY, VAL_QUERIES, TEST)}
+    unreadable = [load_unreadable(folder)[0] for folder in runs]
     for name, loaded in parts.items():
-        for run_folder, (_, ids, _) in zip(options.ensemble[1:], loaded[1:]):
-            if not np.array_equal(ids, loaded[0][1]):
+        for run_folder, (_, ids, _), bad_ids in zip(options.ensemble[1:], loaded[1:], unreadable[1:]):
+            if not np.array_equal(ids, loaded[0][1]) or (name == TEST and not np.array_equal(bad_ids, unreadable[0])):
                 raise DataError(f"{run_folder}: its {EMBED_DIR}/{name} rows differ from {options.ensemble[0]}'s "
                                 "(an ensemble needs runs on the same data, split and seed)")
     train_rows = infos[0]["train_rows"]
@@ -467,13 +581,17 @@ def rank_ensemble(cfg) -> dict:
                                           parts[GALLERY]], labels[:train_rows], weights=weights, k=k)
     test_ranked, test_scores = ensemble_rank_classes([q for q, _, _ in parts[TEST]], [g for g, _, _ in parts[GALLERY]], labels,
                                            weights=weights, k=k)
+    classes = class_mapping.load(runs[0])
+    test, test_ids, test_labels = parts[TEST][0]
+    test_ids, test_labels, test_ranked, test_scores, prior = with_unreadable(
+        runs[0], test_ids, test_labels, test_ranked, test_scores, labels, len(classes), k)
     val_key, test_key = metric_keys(cfg)
     rundir.write_config(cfg.run_dir, to_dict(cfg))
-    write_submission(cfg, parts[TEST][0][1], test_ranked, class_mapping.load(runs[0]))
-    save_rankings(cfg, val=(val_ranked, val_scores), test=(test_ranked, test_scores))
+    write_submission(cfg, test_ids, test_ranked, classes)
+    save_rankings(cfg, test_ids, val=(val_ranked, val_scores), test=(test_ranked, test_scores))
     result = {"runs": list(options.ensemble), "weights": weights or [1.0] * len(runs), "k": k,
-              val_key: map_at_k(parts[VAL_QUERIES][0][2], val_ranked, k)}
-    test_labels = parts[TEST][0][2]
+              val_key: map_at_k(parts[VAL_QUERIES][0][2], val_ranked, k),
+              **unreadable_info(prior, test_ids, test, classes)}
     if (test_labels >= 0).all():
         result[test_key] = map_at_k(test_labels, test_ranked, k)
     rundir.write_json(os.path.join(cfg.run_dir, "metrics.json"),

@@ -1,9 +1,16 @@
 """pipeline=hotel_id end to end through ``run.py`` in subprocesses: ``stage=train``, ``stage=embed``
 and ``stage=rank`` one after the other on one smoke run (each step reads the files of the one
-before), then a re-rank with DBA + alpha-QE and a 2-run ensemble on those files. One run serves
-every assertion (tracing dominates small runs)."""
+before), then a 2-run ensemble on those files and a ``stage=embed`` killed half-way. One run
+serves every assertion (tracing dominates small runs); two of its test photos are unreadable, as
+some of a real data set's may be."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,10 +20,24 @@ import tensorflow as tf
 from keras_fgvc.data.sources import hotel_id as source
 from keras_fgvc.evaluation.metrics import map_at_k
 from keras_fgvc.evaluation.retrieval import load_embeddings, rank_classes
-from tests.pipelines.cli import run_cli
+from tests.pipelines.cli import ROOT, run_cli
 
 K = 5
 
+
+def plant_unreadable_test_images(common) -> list[str]:
+    """Make the demo data the run will find and break two of its test photos, a truncated JPEG and
+    a zero-byte file (their truth rows stay): returns their image ids."""
+    from keras_fgvc.config.compose import compose
+    from keras_fgvc.pipelines.hotel_id import data_root
+
+    test_dir = Path(data_root(compose(common))) / "test_images"
+    names = sorted(path.name for path in test_dir.iterdir())
+    truncated, empty = names[3], names[11]  # inside the table, not at its ends
+    data = (test_dir / truncated).read_bytes()
+    (test_dir / truncated).write_bytes(data[: len(data) // 2])
+    (test_dir / empty).write_bytes(b"")
+    return [truncated, empty]
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +45,7 @@ def steps(tmp_path_factory):
     root = tmp_path_factory.mktemp("hotel_id")
     common = ["pipeline=hotel_id", "smoke=true", f"runs_root={root}/runs", f"export.dir={root}/saved",
               f"data.demo_root={root}/demo"]
+    unreadable = plant_unreadable_test_images(common)
     results = {}
     for step in ("train", "embed", "rank"):
         done, seconds = run_cli(*common, f"stage={step}", cwd=root)
@@ -33,7 +55,15 @@ def steps(tmp_path_factory):
     run = root / "runs" / "hotel_id" / "smoke"
     metrics = json.loads((run / "metrics.json").read_text())
     return {"root": root, "run": run, "common": common, "metrics": metrics, "results": results,
-            "demo": next((root / "demo").iterdir())}
+            "demo": next((root / "demo").iterdir()), "unreadable": unreadable}
+
+
+def embedded_rows(rank_run, name: str, embed_run=None) -> np.ndarray:
+    """The rows of ``rank/<name>`` that belong to the test images ``embed/`` embedded, in
+    embed/test's order (rank/ has a row for every test image: the unreadable ones get the prior)."""
+    position = {image: row for row, image in enumerate(np.load(rank_run / "rank" / "test_ids.npy"))}
+    embedded = np.load((embed_run or rank_run) / "embed" / "test" / "ids.npy")
+    return np.load(rank_run / "rank" / name)[[position[image] for image in embedded]]
 
 
 def test_each_step_exits_zero_and_writes_its_files(steps):
@@ -94,7 +124,51 @@ def test_rank_equals_rank_classes_on_the_embed_files(steps):
     # The embed files are unit vectors and rank ranks them as they are (normalize=False)
     np.testing.assert_allclose(np.linalg.norm(gallery, axis=1), 1.0, atol=1e-5)
     expected, _ = rank_classes(test, gallery, np.load(embed / "gallery" / "labels.npy"), k=K, normalize=False)
-    np.testing.assert_array_equal(np.load(steps["run"] / "rank" / "test_ranked.npy"), expected)
+    np.testing.assert_array_equal(embedded_rows(steps["run"], "test_ranked.npy"), expected)
+
+
+def test_unreadable_test_images_get_the_prior_and_the_others_their_ranking(steps):
+    from keras_fgvc.pipelines.hotel_id import prior_ranking
+
+    run, demo, unreadable, metrics = steps["run"], steps["demo"], steps["unreadable"], steps["metrics"]
+    test = source.load_truth(str(demo))
+    submission = pd.read_csv(run / "submission.csv", dtype=str)
+    answers = dict(zip(submission["image_id"], submission["hotel_id"]))
+    assert len(submission) == len(answers) == len(test)  # one row per test image, readable or not
+    # listed and counted as before: bad_files.txt, metrics.json
+    listed = dict(line.split("\t") for line in (run / "bad_files.txt").read_text().splitlines())
+    reasons = {os.path.basename(path): reason for path, reason in listed.items()}
+    assert sorted(reasons) == sorted(unreadable) and reasons[unreadable[1]] == "empty file (0 bytes)"
+    assert reasons[unreadable[0]].startswith("unreadable image (")  # the truncated JPEG
+    assert metrics["data"]["test_unreadable"] == metrics["embed"]["test_unreadable"] == 2
+    assert metrics["rank"]["test_unreadable"] == 2 and metrics["data"]["test"] == len(test) - 2
+    # the prior: the K hotels with the most gallery photos, equal counts in label order
+    gallery_labels = np.load(run / "embed" / "gallery" / "labels.npy")
+    counts = np.bincount(gallery_labels)
+    prior = sorted(range(len(counts)), key=lambda label: (-counts[label], label))[:K]
+    classes = [str(c) for c in source.hotel_ids(str(demo))[0]]
+    assert [answers[image] for image in unreadable] == [" ".join(classes[c] for c in prior)] * 2
+    assert [str(h) for h in metrics["rank"]["test_prior"]] == [classes[c] for c in prior]
+    # every other image: its own ranking from the embed files, as when nothing was unreadable
+    embed = run / "embed"
+    embedded = np.load(embed / "test" / "ids.npy")
+    assert sorted(embedded) == sorted(set(test["image_id"]) - set(unreadable))
+    expected, _ = rank_classes(load_embeddings(str(embed / "test"))[0], load_embeddings(str(embed / "gallery"))[0],
+                               gallery_labels, k=K, normalize=False)
+    assert [answers[image] for image in embedded] == [" ".join(classes[c] for c in row) for row in expected]
+    # rank/ holds the submission's rows in its order: the prior's rows have no score
+    ids = np.load(run / "rank" / "test_ids.npy")
+    assert ids.tolist() == submission["image_id"].tolist()
+    bad = np.isin(ids, unreadable)
+    ranked, scores = np.load(run / "rank" / "test_ranked.npy"), np.load(run / "rank" / "test_scores.npy")
+    assert (ranked[bad] == prior).all() and np.isnan(scores[bad]).all() and np.isfinite(scores[~bad]).all()
+    # test MAP@5 is Kaggle's score of the whole submission, the prior's rows included
+    truth = test.set_index("image_id")["label"]
+    assert metrics["test_map5"] == pytest.approx(map_at_k(truth[ids].to_numpy(), ranked, K))
+    # the prior function itself, on unequal counts (the smoke gallery has 4 photos of every hotel)
+    labels = np.array([3, 3, 1, 0, 1, 3, 2])  # photos: hotel 3 three, hotel 1 two, hotels 0 and 2 one, hotel 4 none
+    assert prior_ranking(labels, num_classes=5, k=3).tolist() == [3, 1, 0]
+    assert prior_ranking(labels, num_classes=5, k=6).tolist() == [3, 1, 0, 2, -1, -1]  # no photo: never offered
 
 
 # Two correct rankings may order hotels whose cosine scores differ by float32 rounding either way
@@ -130,9 +204,9 @@ def test_retrieval_saved_model_answers_as_the_pipeline_ranks(steps):
     images = tf.constant([(demo / "test_images" / name).read_bytes() for name in test_ids])
     answer = model.signatures["serving_default"](image_bytes=images)
     reference = class_scores(run, "test")
-    assert_top_k_of(np.load(run / "rank" / "test_ranked.npy"), reference)
+    assert_top_k_of(embedded_rows(run, "test_ranked.npy"), reference)
     assert_top_k_of(answer["label"].numpy(), reference)
-    np.testing.assert_allclose(answer["score"].numpy(), np.load(run / "rank" / "test_scores.npy"), atol=1e-4)
+    np.testing.assert_allclose(answer["score"].numpy(), embedded_rows(run, "test_scores.npy"), atol=1e-4)
     classes = np.asarray([str(c) for c in source.hotel_ids(str(demo))[0]])
     np.testing.assert_array_equal(answer["class_id"].numpy().astype(str), classes[answer["label"].numpy()])
 
@@ -145,8 +219,14 @@ def test_an_ensemble_of_a_run_with_itself_ranks_as_the_run(steps):
     train_rows = json.loads((run / "embed" / "embed.json").read_text())["train_rows"]
     val_ranked = np.load(ensemble / "rank" / "val_ranked.npy")
     assert_top_k_of(val_ranked, class_scores(run, "val_queries", train_rows))
-    assert_top_k_of(np.load(ensemble / "rank" / "test_ranked.npy"), class_scores(run, "test"))
-    # Summing a run's similarity with itself doubles every score: the same ranking, twice the scores.
+    assert_top_k_of(embedded_rows(ensemble, "test_ranked.npy", run), class_scores(run, "test"))
+    # The same rows, and the unreadable test images get the same prior
+    assert np.load(ensemble / "rank" / "test_ids.npy").tolist() == np.load(run / "rank" / "test_ids.npy").tolist()
+    bad = np.isin(np.load(run / "rank" / "test_ids.npy"), steps["unreadable"])
+    np.testing.assert_array_equal(np.load(ensemble / "rank" / "test_ranked.npy")[bad],
+                                  np.load(run / "rank" / "test_ranked.npy")[bad])
+    # Summing a run's similarity with itself doubles every score: the same ranking, twice the scores
+    # (the prior's rows have none: NaN in both).
     np.testing.assert_allclose(np.load(ensemble / "rank" / "test_scores.npy"),
                                2 * np.load(run / "rank" / "test_scores.npy"), rtol=0, atol=2 * TIE)
     val_labels = np.load(run / "embed" / "val_queries" / "labels.npy")
@@ -185,3 +265,44 @@ def test_the_run_report_shows_training_and_the_retrieval_figures(steps):
 
     page = check_report(steps["run"], ["train"], command_has="stage=rank")
     assert len(page.images) >= 3  # the curves, plots/retrieval.png, plots/val_map5.png
+
+
+def folder_bytes(folder: Path) -> dict:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_killed_embed_step_leaves_the_old_embed_folder_and_rank_still_works(steps):
+    """SIGKILL while ``stage=embed`` writes (its gallery part done, the rest not): the old embed/ is
+    byte for byte what it was, and the next ``stage=rank`` clears the half-built folder and ranks.
+    Last in this file: its rank run rewrites the run's files (without exports)."""
+    from keras_fgvc.pipelines.hotel_id import EMBED_HOLD_ENV
+
+    root, run = steps["root"], steps["run"]
+    before, submission = folder_bytes(run / "embed"), (run / "submission.csv").read_bytes()
+    hold = root / "embed_hold"
+    hold.mkdir()
+    with open(root / "killed_embed.log", "w") as log:
+        child = subprocess.Popen([sys.executable, os.path.join(ROOT, "run.py"), *steps["common"], "stage=embed"],
+                                 cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                                 env={**os.environ, EMBED_HOLD_ENV: str(hold)})
+        try:
+            announced, deadline = hold / str(child.pid), time.monotonic() + 300
+            while not announced.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert announced.exists(), (root / "killed_embed.log").read_text()[-3000:]
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    building = Path(announced.read_text())
+    # killed with a partial folder beside the old one: the gallery written, the test part not
+    assert building == run / f"embed.tmp-{child.pid}"
+    assert (building / "gallery" / "embeddings.npy").is_file() and not (building / "test").exists()
+    assert folder_bytes(run / "embed") == before
+
+    done, _ = run_cli(*steps["common"], "stage=rank", "export.enabled=false", cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"embed: removed {building} (left by a killed embed step)" in done.stdout
+    assert not building.exists() and [p.name for p in run.glob("*embed*")] == ["embed"]
+    assert folder_bytes(run / "embed") == before and (run / "submission.csv").read_bytes() == submission
+

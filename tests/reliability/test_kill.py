@@ -91,3 +91,42 @@ def test_replace_dir_swaps_in_the_new_folder_and_drops_the_old(tmp_path):
     (built / "saved_model.pb").write_text("new")
     assert replace_dir(str(built), str(target)) == str(target)
     assert (target / "saved_model.pb").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
+KILL_BETWEEN_RENAMES = """
+import os, signal, sys
+from keras_fgvc.atomic import replace_dir
+rename = os.replace
+def rename_then_die(source, target):
+    rename(source, target)
+    if ".old-" in str(target):  # the old folder is set aside, the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = rename_then_die
+built = sys.argv[1] + ".building"
+os.makedirs(built)
+with open(os.path.join(built, "embeddings.npy"), "w") as f:
+    f.write("new, complete")
+replace_dir(built, sys.argv[1])
+"""
+
+
+def test_a_kill_between_replace_dirs_renames_is_undone_by_recover_dir(tmp_path):
+    from keras_fgvc.atomic import recover_dir
+
+    target = tmp_path / "embed"
+    target.mkdir()
+    (target / "embeddings.npy").write_text("old, complete")
+    child = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(target)], check=False,
+                           env={**os.environ, "PYTHONPATH": ROOT})
+    assert child.returncode == -signal.SIGKILL
+    # the one moment replace_dir's target is absent: the old folder whole under another name
+    aside = [p.name for p in tmp_path.iterdir() if p.name.startswith(".embed.old-")]
+    assert not target.exists() and len(aside) == 1
+    assert recover_dir(str(target)) == []  # nothing deleted: the old folder is put back
+    assert (target / "embeddings.npy").read_text() == "old, complete"
+    # the writer's own temp folder is its writer's to clear (hotel_id deletes its embed.tmp-*)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embed", "embed.building"]
+    # once the folder is in place, a set-aside copy is a leftover: deleted
+    (tmp_path / ".embed.old-1").mkdir()
+    assert recover_dir(str(target)) == [str(tmp_path / ".embed.old-1")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embed", "embed.building"]

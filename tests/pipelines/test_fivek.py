@@ -1,8 +1,11 @@
 """The 5K staged pseudo-labelling pipeline on the smoke config: tables, provenance, metrics,
 stage hand-over, refusals, and the exported bytes-in signature."""
 
+import contextlib
+import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ from keras_fgvc.data.decode import model_pixels
 from keras_fgvc.models import build_model
 from keras_fgvc.training.callbacks import BEST
 from run import main
+from tests.fixtures import bad_images
 
 
 def overrides(root, *extra):
@@ -23,20 +27,43 @@ def overrides(root, *extra):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def spoiled_demo(tmp_path_factory):
+    """The smoke run's demo, made here as the run would make it, with the images of its last three
+    rows (all 'train', partly labelled) spoiled: the run below skips them (docs/RELIABILITY.md).
+    The 5K layout lists every file in train_meta.csv and refuses a listed file that is missing
+    (a table error), so the bad files are the three kinds a file on disk can be."""
+    from keras_fgvc.pipelines import pseudo_label
+
     root = tmp_path_factory.mktemp("fivek")
-    assert main(overrides(root)) == 0
+    demo = Path(pseudo_label.data_root(compose(overrides(root))))
+    names = pd.read_csv(demo / "train_meta.csv")["fname"].iloc[-3:]
+    return root, demo, bad_images.spoil([demo / "images" / name for name in names])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(spoiled_demo):
+    root, demo, _ = spoiled_demo
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(overrides(root)) == 0
+    sys.stdout.write(printed.getvalue())  # still shown by pytest, as without the capture
     cfg = compose(overrides(root))
-    demo = next((root / "demo").iterdir())
-    return root, cfg, demo
+    return root, cfg, demo, printed.getvalue()
+
+
+def readable_rows(demo, spoiled_demo):
+    """train_meta.csv without the rows whose image the fixture spoiled (the rows the run keeps)."""
+    source = pd.read_csv(demo / "train_meta.csv")
+    bad = spoiled_demo[2]
+    return source[~source["fname"].map(lambda name: str(demo / "images" / name)).isin(bad)].reset_index(drop=True)
 
 
 def table(cfg, stage):
     return pd.read_csv(os.path.join(cfg.run_dir, stage, "table.csv"))
 
 
-def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
-    root, cfg, _ = smoke_run
+def test_every_stage_writes_its_table_metrics_and_export(smoke_run, spoiled_demo):
+    root, cfg, _, _ = smoke_run
     for stage in ("mask", "distancing", "fivek"):
         for name in ("table.csv", "metrics.json", "history.csv", "confusion.png", BEST, "last.weights.h5"):
             assert os.path.isfile(os.path.join(cfg.run_dir, stage, name)), (stage, name)
@@ -45,12 +72,30 @@ def test_every_stage_writes_its_table_metrics_and_export(smoke_run):
             "serving_default", "embed", "from_pixels"}
     summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
     assert set(summary) == {"mask", "distancing", "fivek", "data"}
-    assert summary["data"] == {"images_checked": cfg.data.demo.num_images + cfg.data.demo.test_images, "bad_files": 0}
+    assert summary["data"] == {"images_checked": cfg.data.demo.num_images + cfg.data.demo.test_images,
+                               "bad_files": len(spoiled_demo[2]),
+                               "bad_files_list": os.path.join(cfg.run_dir, "bad_files.txt")}
 
 
-def test_human_labels_are_kept_and_pseudo_labels_are_confident(smoke_run):
-    _, cfg, demo = smoke_run
-    source = pd.read_csv(demo / "train_meta.csv")
+def test_spoiled_images_are_skipped_listed_and_no_stage_sees_them(smoke_run, spoiled_demo):
+    _, cfg, demo, printed = smoke_run
+    bad = spoiled_demo[2]
+    listed = dict(line.split("\t") for line in Path(cfg.run_dir, "bad_files.txt").read_text().splitlines())
+    assert set(listed) == set(bad) and all(listed[path].startswith(reason) for path, reason in bad.items())
+    total = cfg.data.demo.num_images + cfg.data.demo.test_images
+    first = next(iter(bad))  # the table's order: the first spoiled row
+    assert f"images: {len(bad)} of {total} unreadable, skipped (listed in bad_files.txt); first: {first}: " in printed
+    kept = readable_rows(demo, spoiled_demo)["image_id"].tolist()
+    assert len(kept) == cfg.data.demo.num_images - len(bad)
+    for stage in ("mask", "distancing", "fivek"):  # every stage trained and predicted without them
+        assert table(cfg, stage)["image_id"].tolist() == kept
+    report = Path(cfg.run_dir, "report.md").read_text()
+    assert all(f"- `{path}`: {listed[path]}" in report for path in bad)
+
+
+def test_human_labels_are_kept_and_pseudo_labels_are_confident(smoke_run, spoiled_demo):
+    _, cfg, demo, _ = smoke_run
+    source = readable_rows(demo, spoiled_demo)
     final = table(cfg, "fivek")
     assert final["image_id"].tolist() == source["image_id"].tolist()
     for label in ("mask", "distancing"):
@@ -66,7 +111,7 @@ def test_human_labels_are_kept_and_pseudo_labels_are_confident(smoke_run):
 
 
 def test_5k_follows_mask_and_distancing(smoke_run):
-    _, cfg, _ = smoke_run
+    _, cfg, _, _ = smoke_run
     final = table(cfg, "fivek")
     decided = final["5k"].notna()
     both = final["mask"].notna() & final["distancing"].notna()
@@ -77,7 +122,7 @@ def test_5k_follows_mask_and_distancing(smoke_run):
 
 
 def test_label_source_summarises_each_row(smoke_run):
-    _, cfg, _ = smoke_run
+    _, cfg, _, _ = smoke_run
     final = table(cfg, "fivek")
     for _, row in final.iterrows():
         parts = {}
@@ -89,10 +134,10 @@ def test_label_source_summarises_each_row(smoke_run):
         assert row["label_source"] == (";".join(parts.values()) or "human")
 
 
-def test_metrics_agree_with_the_tables_and_the_hidden_truth(smoke_run):
-    _, cfg, demo = smoke_run
+def test_metrics_agree_with_the_tables_and_the_hidden_truth(smoke_run, spoiled_demo):
+    _, cfg, demo, _ = smoke_run
     truth = pd.read_csv(demo / "truth.csv").set_index("image_id")
-    before = pd.read_csv(demo / "train_meta.csv")
+    before = readable_rows(demo, spoiled_demo)
     for stage, label in (("mask", "mask"), ("distancing", "distancing")):
         metrics = json.loads(open(os.path.join(cfg.run_dir, stage, "metrics.json")).read())
         after = table(cfg, stage)
@@ -105,7 +150,7 @@ def test_metrics_agree_with_the_tables_and_the_hidden_truth(smoke_run):
 
 
 def test_public_test_predictions_cover_every_test_image(smoke_run):
-    _, cfg, demo = smoke_run
+    _, cfg, demo, _ = smoke_run
     test = pd.read_csv(demo / "public_test_meta.csv")
     submission = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "submission.csv"))
     assert list(submission.columns) == ["fname", "5k"]
@@ -117,7 +162,7 @@ def test_public_test_predictions_cover_every_test_image(smoke_run):
 
 
 def test_5k_submission_uses_the_predictor_and_threshold_chosen_on_validation(smoke_run):
-    root, cfg, demo = smoke_run
+    root, cfg, demo, _ = smoke_run
     metrics = json.loads(open(os.path.join(cfg.run_dir, "fivek", "metrics.json")).read())
     decision = metrics["decision"]
     assert set(decision) == {"submission_predictor", "trained", "product"}
@@ -139,7 +184,7 @@ def test_5k_submission_uses_the_predictor_and_threshold_chosen_on_validation(smo
 
 
 def test_export_on_raw_jpeg_bytes_equals_the_keras_model(smoke_run):
-    root, cfg, demo = smoke_run
+    root, cfg, demo, _ = smoke_run
     model = build_model(cfg, 2)
     model.load_weights(os.path.join(cfg.run_dir, "fivek", BEST))
     files = sorted((demo / "images").iterdir())[:5]
@@ -165,7 +210,7 @@ def test_a_stage_without_its_previous_table_exits_2_and_writes_nothing(tmp_path,
 
 
 def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
-    root, cfg, _ = smoke_run
+    root, cfg, _, _ = smoke_run
     previous = os.path.join(cfg.run_dir, "distancing", "table.csv")
     # A stage run alone in a fresh run dir starts from scratch only when told to: init_from=previous
     # would need the distancing checkpoint (exit 2, tested below).
@@ -186,7 +231,7 @@ def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
 
 
 def test_a_stage_alone_without_the_checkpoint_it_starts_from_exits_2(smoke_run, tmp_path, capsys):
-    root, cfg, _ = smoke_run
+    root, cfg, _, _ = smoke_run
     previous = os.path.join(cfg.run_dir, "distancing", "table.csv")
     args = overrides(tmp_path, "stage=fivek", f"pseudo_label.input_table={previous}", f"data.demo_root={root}/demo")
     assert main(args) == 2
@@ -197,7 +242,7 @@ def test_a_stage_alone_without_the_checkpoint_it_starts_from_exits_2(smoke_run, 
 
 
 def test_existing_export_is_refused_before_any_work(smoke_run, capsys):
-    root, cfg, _ = smoke_run
+    root, cfg, _, _ = smoke_run
     marker = root / "saved" / "fivek" / "smoke" / "mask" / "saved_model.pb"
     written = {path: path.stat().st_mtime_ns for path in (marker, Path(cfg.run_dir) / "metrics.json")}
     assert main(overrides(root)) == 2  # the same run again, without export.overwrite
@@ -208,7 +253,7 @@ def test_existing_export_is_refused_before_any_work(smoke_run, capsys):
 def test_a_second_process_on_the_run_folder_refuses(smoke_run, capsys):
     from keras_fgvc.tracking.run_dir import run_lock
 
-    root, cfg, _ = smoke_run
+    root, cfg, _, _ = smoke_run
     written = {path: path.stat().st_mtime_ns for path in Path(cfg.run_dir).rglob("*") if path.is_file()}
     with run_lock(cfg.run_dir):  # as if another run.py were working in it
         assert main(overrides(root, "resume=true", "export.overwrite=true")) == 2
@@ -223,7 +268,7 @@ def test_a_stage_run_alone_keeps_the_other_stages_numbers_and_writes_its_config(
 
     import yaml
 
-    root, cfg, _ = smoke_run
+    root, cfg, _, _ = smoke_run
     shutil.copytree(root / "runs", tmp_path / "runs")  # the module's run stays as it is
     before = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
     args = overrides(tmp_path, "stage=mask", f"data.demo_root={root}/demo", "export.enabled=false")
@@ -240,7 +285,7 @@ def test_a_stage_run_alone_keeps_the_other_stages_numbers_and_writes_its_config(
 def test_the_run_report_shows_every_stage_and_task_report_redoes_it(smoke_run, capsys):
     from tests.tracking.report_checks import check_report
 
-    root, cfg, _ = smoke_run
+    root, cfg, _, _ = smoke_run
     check_report(cfg.run_dir, ["mask", "distancing", "fivek"])
     report = Path(cfg.run_dir, "report.html")
     before = report.stat().st_mtime_ns

@@ -4,6 +4,7 @@ every assertion (tracing dominates small runs); an ensemble and the error paths 
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,8 @@ import yaml
 from keras_fgvc.config.compose import compose
 from keras_fgvc.data.sources import imagenet_subset
 from keras_fgvc.errors import UserError
-from keras_fgvc.pipelines import dispatch
+from keras_fgvc.pipelines import dispatch, vipriors
+from tests.fixtures import bad_images
 from tests.pipelines.cli import run_cli
 
 
@@ -22,16 +24,40 @@ def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("vipriors")
     common = ["pipeline=vipriors", "smoke=true", f"runs_root={root}/runs", f"export.dir={root}/saved",
               f"data.demo_root={root}/demo"]
+    # The demo, made here as the run would make it, with bad files in train/ that the run skips
+    # (docs/RELIABILITY.md): the last image of three classes spoiled (one of each kind, so every
+    # class keeps images_per_class=4 for the triplet batches) and, in the fourth, a name whose file
+    # is gone (a folder layout lists only names on disk: a dangling link is how one goes missing).
+    demo = Path(vipriors.data_root(compose(common)))
+    classes = sorted(os.listdir(demo / "train"))
+    bad = bad_images.spoil([sorted((demo / "train" / wnid).iterdir())[-1] for wnid in classes[:3]])
+    bad.update(bad_images.dangling_link(demo / "train" / classes[3] / f"{classes[3]}_0.JPEG"))
     done, seconds = run_cli(*common, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     print(f"vipriors smoke (ce, margin, predict): {seconds:.0f} s")
     run = root / "runs" / "vipriors" / "smoke"
-    return {"root": root, "common": common, "run": run, "stdout": done.stdout,
-            "demo": next((root / "demo").iterdir())}
+    return {"root": root, "common": common, "run": run, "stdout": done.stdout, "demo": demo, "bad": bad}
 
 
 def read_json(path):
     return json.loads(path.read_text())
+
+
+def test_bad_training_images_are_skipped_listed_and_the_run_finishes(smoke):
+    run, demo, bad = smoke["run"], smoke["demo"], smoke["bad"]
+    listed = dict(line.split("\t") for line in (run / "bad_files.txt").read_text().splitlines())
+    assert set(listed) == set(bad) and all(listed[path].startswith(reason) for path, reason in bad.items())
+    splits = {split: imagenet_subset.load(str(demo), split) for split in ("train", "val", "test")}
+    total = sum(len(table) for table in splits.values())  # every file name found, the bad ones too
+    first = next(path for path in splits["train"]["path"] if path in bad)
+    line = f"images: {len(bad)} of {total} unreadable, skipped (listed in bad_files.txt); first: {first}: {listed[first]}"
+    assert line in smoke["stdout"].splitlines(), smoke["stdout"][-3000:]
+    data = read_json(run / "metrics.json")["data"]
+    assert (data["images_checked"], data["bad_files"]) == (total, len(bad))
+    assert data["train"] == len(splits["train"]) - len(bad)  # trained on the readable rows alone
+    assert (data["val"], data["test"]) == (len(splits["val"]), len(splits["test"]))
+    report = (run / "report.md").read_text()
+    assert all(f"- `{path}`: {listed[path]}" in report for path in bad)
 
 
 def test_ce_trains_from_scratch_and_margin_starts_from_ce_best_weights(smoke):

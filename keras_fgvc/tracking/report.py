@@ -8,7 +8,8 @@ retrieval grid, augmentation preview, ...), ``bad_files.txt`` and, for squeeze, 
 The training curves are drawn here, into ``plots/curves_<stage>.png``.
 
 Sections, in order: command, metrics (run and per stage), training curves, figures, model
-(parameters, weights and exported TFLite sizes per stage), bad files, run (wall time, date,
+(parameters, weights and exported TFLite sizes, MACs and images/s per stage: the model card,
+``tracking/stage_card.py``, kept in ``<stage>/model_card.json``), bad files, run (wall time, date,
 versions), config.
 """
 
@@ -26,11 +27,13 @@ from keras_fgvc.tracking.compare import stage_order
 from keras_fgvc.tracking.figures import pyplot, save_figure
 from keras_fgvc.tracking.html_page import cells, document, html_table, inline_png, markdown_table
 from keras_fgvc.tracking.run_dir import atomic_write_text
+from keras_fgvc.tracking.stage_card import CARD_FILE, TIMED_BATCH, TIMED_SECONDS, stage_card
 
 SECTIONS = ("Command", "Metrics", "Training curves", "Figures", "Model", "Bad files", "Run", "Config")
 COMMAND_FILE = "command.txt"
 BAD_FILES_SHOWN = 50
 PACKAGES = ("keras_fgvc", "keras", "tensorflow", "numpy", "pandas")
+IMAGES_PER_SECOND = f"images/s @{TIMED_BATCH}"
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -108,24 +111,41 @@ def _megabytes(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _model_rows(run_dir: str, stages: list, metrics: dict) -> list:
+def _card_columns(record: dict) -> dict:
+    """The model-card cells of one stage: input, MACs, images/s; or why they are missing."""
+    if "card" not in record:
+        return {"model card": f"not measured: {record['not_measured']}"}
+    card = record["card"]
+    return {"input": "x".join(str(d) for d in card["input_shape"]), "MACs": card["macs"],
+            IMAGES_PER_SECOND: f"{card['images_per_second'][str(TIMED_BATCH)]:,.1f}"}
+
+
+def _model_rows(run_dir: str, stages: list, metrics: dict) -> tuple[list, list]:
     """Per stage: parameters (metrics.json's, else counted in the weights file), best-weights file
-    size and the TFLite files its export wrote (10^6 bytes)."""
-    rows = []
+    size, the TFLite files its export wrote (10^6 bytes) and its model card (``stage_card``);
+    and the lines that say where the cards were measured."""
+    rows, measured_on = [], []
     for stage in stages:
         stage_metrics = metrics.get(stage) or _json(os.path.join(run_dir, stage, "metrics.json"))
         weights = os.path.join(run_dir, stage, "best.weights.h5")
         has_weights = os.path.isfile(weights)
         export = stage_metrics.get("export") or {}
         params = stage_metrics.get("params")
+        record = stage_card(run_dir, stage)
+        if "card" in record:
+            measured_on.append(f"{record['card']['device']}, {record['policy']}")
         rows.append({
             "stage": stage,
             "params": params if params is not None else stored_values(weights) if has_weights else None,
             "weights MB": _megabytes(os.path.getsize(weights) / 1e6 if has_weights else None),
             **{f"{key.replace('_', ' ')} MB": _megabytes(value.get("size_mb")) for key, value in sorted(export.items())
                if key.startswith("tflite_") and isinstance(value, dict)},
+            **_card_columns(record),
         })
-    return rows
+    notes = [f"MACs: multiply-accumulates per image (convolutions and Dense layers, export/model_card.py); "
+             f"images/s: batch {TIMED_BATCH}, timed {TIMED_SECONDS:g} s after warm-up, the model rebuilt from "
+             f"<stage>/config.yaml ({CARD_FILE}); measured on {'; '.join(dict.fromkeys(measured_on))}"]
+    return rows, notes if measured_on else []
 
 
 def collect(run_dir: str, command: str | None = None, seconds: float | None = None) -> dict:
@@ -150,6 +170,7 @@ def collect(run_dir: str, command: str | None = None, seconds: float | None = No
         with open(os.path.join(run_dir, COMMAND_FILE)) as f:
             command = f.read().strip()
     comparison = os.path.join(run_dir, "comparison.md")
+    model_rows, model_notes = _model_rows(run_dir, stages, metrics)
     return {
         "title": f"{config.get('pipeline', '?')} / {config.get('name', os.path.basename(os.path.normpath(run_dir)))}",
         "run_dir": run_dir, "command": command, "config_text": config_text,
@@ -157,7 +178,7 @@ def collect(run_dir: str, command: str | None = None, seconds: float | None = No
         "stage_metrics": stage_metrics,
         "curves": [(stage, draw_curves(run_dir, stage)) for stage in stages],
         "figures": _figures(run_dir, stages),
-        "model": _model_rows(run_dir, stages, metrics),
+        "model": model_rows, "model_notes": model_notes,
         "bad_files": bad,
         "comparison": open(comparison).read() if os.path.isfile(comparison) else None,
         "wall_seconds": seconds if seconds is not None else metrics.get("wall_seconds"),
@@ -232,7 +253,7 @@ def render_markdown(report: dict) -> str:
     parts += [f"![{stage}]({path})" for stage, path in report["curves"] if path]
     parts.append("## Figures")
     parts += [f"![{title}]({path})" for title, path in report["figures"]] or ["none"]
-    parts += ["## Model", markdown_table(model_table(report)) or "none", "## Bad files"]
+    parts += ["## Model", markdown_table(model_table(report)) or "none", *report["model_notes"], "## Bad files"]
     parts.append("\n".join(f"- `{path}`: {reason}" for path, reason in report["bad_files"][:BAD_FILES_SHOWN])
                  if report["bad_files"] else "none")
     parts += ["## Run", "\n".join(f"- {line}" for line in _run_lines(report)),
@@ -252,7 +273,8 @@ def render_html(report: dict) -> str:
     body += [inline_png(os.path.join(run_dir, path), f"stage '{stage}'") for stage, path in report["curves"] if path]
     body.append("<h2>Figures</h2>")
     body += [inline_png(os.path.join(run_dir, path), title) for title, path in report["figures"]] or ["<p>none</p>"]
-    body.append(f"<h2>Model</h2>{html_table(model_table(report)) or '<p>none</p>'}<h2>Bad files</h2>")
+    body.append(f"<h2>Model</h2>{html_table(model_table(report)) or '<p>none</p>'}"
+                + "".join(f"<p>{html.escape(note)}</p>" for note in report["model_notes"]) + "<h2>Bad files</h2>")
     body.append("<ul>" + "".join(f"<li><code>{html.escape(p)}</code>: {html.escape(r)}</li>"
                                  for p, r in report["bad_files"][:BAD_FILES_SHOWN]) + "</ul>"
                 if report["bad_files"] else "<p>none</p>")

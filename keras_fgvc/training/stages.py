@@ -300,7 +300,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         backup, ``already_finished`` when an earlier run had finished it, and ``stopped_on_nan``
         (``{"epoch", "batch", "loss", "cause"}``, 0-based as in history.csv) when the loss or the
         weights turned NaN/inf and the stage stopped there. ``finetune`` says which recipe
-        trained it and why, with the recipe's settings and phases.
+        trained it and why, with the recipe's settings and phases; ``num_classes`` the heads' classes.
 
     Example:
         >>> run = train_stage(cfg, configure(cfg.runtime), stage, lambda c: build_model(c, 2), train, val,
@@ -423,6 +423,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         "epochs_run": len(full_history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
         "monitor": monitor, "monitor_mode": monitor_mode(monitor), "best_value": checkpoint.best,
         "global_batch": global_batch, "finetune": {**phase.info, **recipe_changes},
+        # What the report needs, besides the stage's config.yaml, to rebuild this model (tracking/stage_card.py).
+        "num_classes": int(num_classes),
     }
     if completed:
         info["resumed_from_epoch"] = completed

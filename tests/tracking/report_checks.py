@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 SECTIONS = ["Command", "Metrics", "Training curves", "Figures", "Model", "Bad files", "Run", "Config"]
@@ -90,8 +91,25 @@ def check_compare_page(out_dir) -> Page:
     return page
 
 
-def check_report(run_dir, stages: list, command_has: str = "python run.py") -> Page:
-    """Assert the report of ``run_dir`` shows ``stages`` and matches its metrics.json; returns the page."""
+def check_model_cards(run_dir, page: Page, stages: list) -> dict:
+    """Assert the model table shows, for every stage, the MACs and images/s of its
+    ``<stage>/model_card.json`` (a measured card); returns ``{stage: {column: cell}}``."""
+    table = next(table for table in page.tables if table[0][:2] == ["stage", "params"])
+    rows = {row[0]: dict(zip(table[0], row)) for row in table[1:]}
+    assert list(rows) == stages
+    for stage, row in rows.items():
+        with open(os.path.join(run_dir, stage, "model_card.json")) as f:
+            card = json.load(f)["card"]
+        assert row["MACs"] == f"{card['macs']:,}" and card["macs"] > 0, (stage, row)
+        speed = card["images_per_second"]["1"]
+        assert speed > 0 and float(row["images/s @1"].replace(",", "")) == pytest.approx(speed, abs=0.05), (stage, row)
+        assert row["input"] == "x".join(map(str, card["input_shape"]))
+    return rows
+
+
+def check_report(run_dir, stages: list, command_has: str = "python run.py", cards: bool = True) -> Page:
+    """Assert the report of ``run_dir`` shows ``stages`` and matches its metrics.json (and, with
+    ``cards``, every stage's measured model card); returns the page."""
     run_dir = str(run_dir)
     page = Page()
     with open(os.path.join(run_dir, "report.html")) as f:
@@ -128,4 +146,6 @@ def check_report(run_dir, stages: list, command_has: str = "python run.py") -> P
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert os.path.isfile(os.path.join(run_dir, link)), link
     assert command_has in markdown
+    if cards:
+        check_model_cards(run_dir, page, stages)
     return page

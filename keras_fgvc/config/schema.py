@@ -198,6 +198,9 @@ class RuntimeConfig:
     # auto | none | mirrored | multi_worker | tpu; under JAX all but none are keras DataParallel over
     # the visible devices, and multi_worker is refused (training.precision)
     distribute: str = "auto"
+    # Training steps per compiled call (Keras compile's steps_per_execution): "auto" is 32 on a TPU,
+    # where each call is a host round trip, and 1 elsewhere; or an integer >= 1.
+    steps_per_execution: Any = "auto"
 
 
 @dataclass
@@ -307,6 +310,8 @@ class Range:
     high: Optional[float] = None
     open_low: bool = False
     open_high: bool = False
+    # A word the key also takes besides integers, e.g. "auto" (such a key is typed Any).
+    word: Optional[str] = None
 
     def holds(self, value) -> bool:
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
@@ -319,7 +324,8 @@ class Range:
             parts.append(f"{'>' if self.open_low else '>='} {self.low:g}")
         if self.high is not None:
             parts.append(f"{'<' if self.open_high else '<='} {self.high:g}")
-        return " and ".join(parts)
+        described = " and ".join(parts)
+        return f"'{self.word}' or an integer {described}" if self.word else described
 
 
 _POSITIVE, _NON_NEGATIVE, _FRACTION = Range(0, open_low=True), Range(0), Range(0, 1, open_high=True)
@@ -350,6 +356,7 @@ RANGES: dict[str, Range] = {
     "train.decay_rate": Range(0, 1, open_low=True),
     "train.early_stopping_patience": _NON_NEGATIVE,
     "train.steps_per_epoch": Range(1),
+    "runtime.steps_per_execution": Range(1, word="auto"),
     "export.calibration_images": Range(1),
     "pseudo_label.threshold": Range(0, 1),
     "hotel_id.k": Range(1),

@@ -142,9 +142,11 @@ def check_ranges(cfg):
     import re
 
     for dotted, allowed, value in _present(cfg, RANGES):
-        if value is None or isinstance(value, bool):
+        if value is None or isinstance(value, bool) or allowed.word is not None and value == allowed.word:
             continue
-        if not math.isfinite(value) or not allowed.holds(value):
+        # A key that also takes a word is typed Any: its numbers must be checked as integers here.
+        if isinstance(value, str) or allowed.word and not isinstance(value, int) or not math.isfinite(value) \
+                or not allowed.holds(value):
             raise ConfigError(f"config key '{dotted}' = {value!r}: must be {allowed.describe()}")
     if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
         raise ConfigError(f"config keys 'data.val_fraction' + 'data.test_fraction' = {cfg.data.val_fraction} + "

@@ -4,7 +4,8 @@ The data contract (DESIGN.md): ``build(table, spec, training)`` yields ``(inputs
 from a declared column -> key mapping, so one pipeline feeds softmax heads, margin heads (the
 label as an input), multi-label targets with missing entries and retrieval alike:
 
-    inputs   {"image": float32 [B, S, S, C] in [0, 255], "label": int32 [B] (margin heads only)}
+    inputs   {"image": float32 [B, S, S, C] in [0, 255] (uint8 with spec.image_dtype="uint8"),
+              "label": int32 [B] (margin heads only)}
     targets  {output key: labels}, one entry per trained model output
 
 Label-mixing augmentation (CutMix, MixUp) runs here, on the batched dicts; image-only augmentation
@@ -50,6 +51,9 @@ class PipelineSpec:
     # Class-balanced batches for triplet/center losses: (P classes, K images each) from the column
     # of the first target; batch_size must equal P * K.
     pk: Optional[tuple] = None
+    # "float32", or "uint8" for training steps: a quarter of the bytes to the device (the network's
+    # input casts). Augmented or mixed pixels are rounded back to uint8 (at most 0.5 off).
+    image_dtype: str = "float32"
 
 
 def _column_values(table, columns, name) -> np.ndarray:
@@ -111,8 +115,10 @@ def _batched_images(table, spec: PipelineSpec, training: bool) -> tf.data.Datase
     else:
         decode = pixel_cache.decoder(table, spec.image_size, spec.channels, spec.resize, spec.box_mode)
     if "record_file" in table.columns:  # a stream: shards are read in order, so shuffle decoded images
-        ds = encoded_images(table).map(lambda row, encoded: (row, decode(row, encoded)),
-                                                   num_parallel_calls=tf.data.AUTOTUNE)
+        # Training shuffles anyway, so records come in whichever order they are ready.
+        ds = encoded_images(table, deterministic=not training).map(
+            lambda row, encoded: (row, decode(row, encoded)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=not training)
         if training:
             ds = ds.shuffle(min(spec.shuffle_buffer, max(1, len(table))), seed=spec.seed, reshuffle_each_iteration=True)
     else:
@@ -121,6 +127,12 @@ def _batched_images(table, spec: PipelineSpec, training: bool) -> tf.data.Datase
             lambda row: (row, decode(row, tf.io.read_file(tf.gather(paths, row)))),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(spec.batch_size, drop_remainder=spec.drop_remainder)
+
+
+def _as_dtype(images, dtype: str):
+    if dtype == "uint8" and images.dtype != tf.uint8:
+        return tf.cast(tf.clip_by_value(tf.round(images), 0, 255), tf.uint8)
+    return tf.cast(images, dtype)
 
 
 def build(table, spec: PipelineSpec, training: bool, augment=None, mixing=None) -> tf.data.Dataset:
@@ -148,9 +160,9 @@ def build(table, spec: PipelineSpec, training: bool, augment=None, mixing=None) 
     columns = {key: tf.constant(values) for key, values in columns.items()}
 
     def to_example(rows, images):
-        inputs = {"image": tf.cast(images, tf.float32)}
+        inputs = {"image": images}
         if augment is not None:
-            inputs["image"] = augment(inputs["image"], training=training)
+            inputs["image"] = augment(tf.cast(images, tf.float32), training=training)
         if not columns:
             return inputs
         targets = {key: tf.gather(values, rows) for key, values in columns.items()}
@@ -158,9 +170,10 @@ def build(table, spec: PipelineSpec, training: bool, augment=None, mixing=None) 
             inputs["label"] = targets.pop("__label__")
         if mixing is not None and training:
             (key,) = targets
-            mixed = mixing({"images": inputs["image"], "labels": tf.one_hot(targets[key], spec.num_classes)},
-                           training=True)
+            mixed = mixing({"images": tf.cast(inputs["image"], tf.float32),
+                            "labels": tf.one_hot(targets[key], spec.num_classes)}, training=True)
             inputs["image"], targets[key] = mixed["images"], mixed["labels"]
+        inputs["image"] = _as_dtype(inputs["image"], spec.image_dtype)
         return (inputs, targets) if targets else inputs
 
     ds = _batched_images(table, spec, training).map(to_example, num_parallel_calls=tf.data.AUTOTUNE)

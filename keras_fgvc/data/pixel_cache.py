@@ -169,8 +169,10 @@ def _fill(table, path, image_size, channels, resize, box_mode):
         raise
     done = np.zeros(len(table), bool)
     decode = decoder(table, image_size, channels, resize, box_mode)
-    batches = (encoded_images(table)
-               .map(lambda row, encoded: (row, decode(row, encoded)), num_parallel_calls=tf.data.AUTOTUNE)
+    # Each row is written at its own position, so arrival order does not matter: no waiting on a slow read.
+    batches = (encoded_images(table, deterministic=False)
+               .map(lambda row, encoded: (row, decode(row, encoded)), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=False)
                .batch(FILL_BATCH).prefetch(2))
     try:
         try:

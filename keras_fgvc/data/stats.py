@@ -103,7 +103,7 @@ def _row_settings(table, box_mode: str) -> str:
 def _compute_mean_std(table, image_size: int, channels: int, resize: str, box_mode: str):
     """Stream the table's images through tf.data; per-channel (mean, population std) in [0, 1]."""
     decode = pixel_cache.decoder(table, image_size, channels, resize, box_mode)
-    images = encoded_images(table).map(
+    images = encoded_images(table, deterministic=False).map(
         decode,
         num_parallel_calls=tf.data.AUTOTUNE,
         # Sums of integers are exact (below), so arrival order cannot change the result.

@@ -255,7 +255,7 @@ def write(table: pd.DataFrame, out_dir: str, shards: int, split: str = "train", 
     return finals
 
 
-def encoded_images(table: pd.DataFrame) -> tf.data.Dataset:
+def encoded_images(table: pd.DataFrame, deterministic: bool = True) -> tf.data.Dataset:
     """``(row, encoded bytes)`` for every row of ``table``; row is its int64 position 0..len-1.
 
     A Table of ``sources.tfrecord`` (``record_file``/``record_index`` columns) streams its shards
@@ -265,6 +265,9 @@ def encoded_images(table: pd.DataFrame) -> tf.data.Dataset:
 
     Args:
         table: a Table with ``record_file``/``record_index`` or with ``path``.
+        deterministic: False lets tf.data hand out whichever record or file is ready first (the
+            interleave and the reads), for consumers that place each row by its number (the pixel
+            cache, dataset statistics) or shuffle anyway (a training stream).
 
     Example:
         >>> val = table.iloc[val_rows]  # doctest: +SKIP
@@ -275,8 +278,8 @@ def encoded_images(table: pd.DataFrame) -> tf.data.Dataset:
     if "record_file" not in table.columns:
         paths = table["path"].astype(str).to_numpy()
         return tf.data.Dataset.from_tensor_slices((rows, paths)).map(
-            lambda row, path: (row, tf.io.read_file(path)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
+            lambda row, path: (row, tf.io.read_file(path)), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic)
     files = table["record_file"].astype(str).tolist()
     keys = [f"{file}:{index}" for file, index in zip(files, table["record_index"].to_numpy(dtype=np.int64))]
     if len(set(keys)) != len(keys):
@@ -297,9 +300,10 @@ def encoded_images(table: pd.DataFrame) -> tf.data.Dataset:
 
     return (
         tf.data.Dataset.from_tensor_slices(shard_files)
-        .interleave(records, cycle_length=min(len(shard_files), 16), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .interleave(records, cycle_length=min(len(shard_files), 16), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=deterministic)
         .map(row_of)
         .filter(lambda row, record: row >= 0)
         .take(len(table))  # every row found: stop instead of scanning the rest of the shards
-        .map(image_bytes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(image_bytes, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     )

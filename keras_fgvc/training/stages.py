@@ -351,12 +351,19 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
                         cache_dir=cfg.data.cache_dir, seed=cfg.seed, num_classes=num_classes,
                         # Each replica takes a consecutive slice of the global batch: P classes x K each.
                         pk=(global_batch // stage.images_per_class, stage.images_per_class)
-                        if stage.images_per_class else None)
+                        if stage.images_per_class else None,
+                        # uint8 into the step: a quarter of float32's bytes to the device; the
+                        # network's input casts (and model-placed augmentation takes uint8).
+                        image_dtype="uint8")
+    # One static batch shape where the step is compiled or split over devices (RuntimePlan.whole_batches).
+    whole_batches = plan.whole_batches and len(train_rows) >= global_batch
     image_layer, placement, mixing = stage_augmentation(cfg, stage, mask_bank)
-    train_ds = build(train_rows, spec, training=True, augment=image_layer if placement == "data" else None, mixing=mixing)
+    train_ds = build(train_rows, dataclasses.replace(spec, drop_remainder=whole_batches), training=True,
+                     augment=image_layer if placement == "data" else None, mixing=mixing)
     val_ds = build(val_rows, spec, training=False) if len(val_rows) else None
-    # A P x K pass holds whole batches only (data/sampling.py: labelled rows // (P * K)).
-    whole = stage.images_per_class is not None
+    # A P x K pass holds whole batches only (data/sampling.py: labelled rows // (P * K)), as does a
+    # pass with drop_remainder.
+    whole = stage.images_per_class is not None or whole_batches
     batches_per_pass = max(1, len(train_rows) // global_batch if whole else math.ceil(len(train_rows) / global_batch))
     steps = train_cfg.steps_per_epoch or batches_per_pass
     init_path = init_weights(cfg, stage)
@@ -375,7 +382,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
             name=f"{stage.name}_trainer",
         )
         optimizer = make_optimizer(train_cfg, steps, global_batch, lr_multipliers=phase.lr_multipliers(model))
-        trainer.compile(optimizer=optimizer, jit_compile=plan.jit_compile)
+        trainer.compile(optimizer=optimizer, jit_compile=plan.jit_compile,
+                        steps_per_execution=min(plan.steps_per_execution, steps))
     monitor = train_cfg.monitor if val_ds is not None else train_cfg.monitor.removeprefix("val_")
     if completed:
         # BackupAndRestore loads into a built model, and Keras builds the Trainer lazily (at the first
@@ -422,7 +430,8 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         "init_from": init_path, "warm_start_skipped": skipped, "frozen_layers": len(frozen),
         "epochs_run": len(full_history.get("loss", [])), "best_epoch": checkpoint.best_epoch,
         "monitor": monitor, "monitor_mode": monitor_mode(monitor), "best_value": checkpoint.best,
-        "global_batch": global_batch, "finetune": {**phase.info, **recipe_changes},
+        "global_batch": global_batch, "steps_per_epoch": steps, "whole_batches": whole,
+        "steps_per_execution": trainer.steps_per_execution, "finetune": {**phase.info, **recipe_changes},
         # What the report needs, besides the stage's config.yaml, to rebuild this model (tracking/stage_card.py).
         "num_classes": int(num_classes),
     }

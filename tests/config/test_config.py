@@ -145,11 +145,19 @@ def test_help_shows_every_value_the_pipelines_yaml_sets(pipeline):
     ("train.stages.1.epochs=0", "config key 'train.stages.1.epochs' = 0: must be at least 1"),
     ("name=../../escape", "config key 'name' = '../../escape': a run name is a plain folder name"),
     ("name=a/b", "config key 'name' = 'a/b': a run name is a plain folder name"),
+    ("runtime.steps_per_execution=0", "config key 'runtime.steps_per_execution' = 0: must be 'auto' or an integer >= 1"),
+    ("runtime.steps_per_execution=2.5", "config key 'runtime.steps_per_execution' = 2.5: must be 'auto' or an integer"),
+    ("runtime.steps_per_execution=fast", "config key 'runtime.steps_per_execution' = 'fast': must be 'auto' or an"),
 ])
 def test_impossible_values_fail_at_compose_naming_the_key_and_the_range(override, message):
     with pytest.raises(ConfigError) as caught:
         compose([override])
     assert str(caught.value).startswith(message)
+
+
+def test_steps_per_execution_takes_auto_or_a_whole_number():
+    assert compose([]).runtime.steps_per_execution == "auto"
+    assert compose(["runtime.steps_per_execution=16"]).runtime.steps_per_execution == 16
 
 
 def test_fractions_must_leave_rows_to_train_on():

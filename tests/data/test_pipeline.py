@@ -40,6 +40,22 @@ def test_batches_are_inputs_and_targets_dicts_with_the_declared_shapes(table):
     assert ds.element_spec[0]["image"].shape.as_list() == [None, 16, 16, 3]
 
 
+def test_uint8_images_for_the_step_are_the_float_pixels_rounded(table):
+    spec = PipelineSpec(16, 4, targets={"logits": "label"}, cache=True)
+    as_float = np.concatenate([i["image"] for i, _ in build(table, spec, training=False)])
+    as_uint8 = np.concatenate([i["image"] for i, _ in build(table, PipelineSpec(**{**spec.__dict__, "image_dtype": "uint8"}),
+                                                           training=False)])
+    assert as_uint8.dtype == np.uint8
+    np.testing.assert_array_equal(as_uint8, as_float)  # decoded pixels are whole numbers: nothing lost
+
+    def brighten(images, training):  # an augmentation's float output, some of it past 255
+        return images * 1.3 + 0.4
+
+    augmented = np.concatenate([i["image"] for i, _ in build(
+        table, PipelineSpec(**{**spec.__dict__, "image_dtype": "uint8"}), training=False, augment=brighten)])
+    np.testing.assert_array_equal(augmented, np.clip(np.round(as_float * 1.3 + 0.4), 0, 255).astype(np.uint8))
+
+
 def test_eval_order_and_pixels_match_model_pixels_eagerly(table):
     images = np.concatenate([b["image"] for b in build(table, PipelineSpec(16, 4, cache=True), training=False)])
     for row, image in zip(table["path"], images):

@@ -12,11 +12,6 @@ OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][A-Za-z0-9_.]*=")
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _has_nvidia_driver() -> bool:
-    return os.path.exists("/proc/driver/nvidia") or any(
-        os.path.isfile(os.path.join(folder, "nvidia-smi")) for folder in os.environ.get("PATH", "").split(os.pathsep))
-
-
 def _import_tensorflow_quietly():
     """Import TensorFlow and Keras and find the devices with file descriptor 2 captured.
 
@@ -28,6 +23,8 @@ def _import_tensorflow_quietly():
     ``KERAS_FGVC_TF_LOGS=1`` passes everything on. An import that fails still raises with its traceback.
     """
     import tempfile
+
+    from keras_fgvc.accelerator import has_nvidia_driver
 
     if os.environ.get("KERAS_FGVC_TF_LOGS") == "1":
         import tensorflow
@@ -45,7 +42,7 @@ def _import_tensorflow_quietly():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-            if _has_nvidia_driver():
+            if has_nvidia_driver():
                 captured.seek(0)
                 sys.stderr.write(captured.read().decode(errors="replace"))
 
@@ -54,14 +51,6 @@ def _storage_error(error: OSError) -> str:
     """``<file>: <reason>`` of a failed write (the writers name their file: keras_fgvc.atomic.naming)."""
     reason = error.strerror or str(error).splitlines()[0]
     return f"{error.filename}: {reason}" if error.filename else reason
-
-
-def run_command(args: list) -> str:
-    """The command line as a user would repeat it (with the Keras backend when it is not the default)."""
-    import keras
-
-    backend = keras.backend.backend()
-    return " ".join(([f"KERAS_BACKEND={backend}"] if backend != "tensorflow" else []) + ["python run.py", *args])
 
 
 def main(argv: list[str]) -> int:
@@ -105,12 +94,13 @@ def main(argv: list[str]) -> int:
                                 "(folders are read only by task=compare)")
             configs = [dataclasses.replace(c, compare=dataclasses.replace(c.compare, runs=folders)) for c in configs]
         from keras_fgvc.pipelines import dispatch
+        from keras_fgvc.tracking.run_dir import command_line
 
         for index, cfg in enumerate(configs):
             if len(configs) > 1:
                 print(f"[{index + 1}/{len(configs)}] {cfg.run_dir}", flush=True)
                 keras.backend.clear_session()  # each job builds its own graphs; free the last one's
-            dispatch(cfg, command=run_command(sys.argv[1:]))
+            dispatch(cfg, command=command_line(sys.argv[1:]))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

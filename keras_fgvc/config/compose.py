@@ -14,7 +14,9 @@ from omegaconf.errors import OmegaConfBaseException
 from keras_fgvc.config.schema import Config, schema_for
 from keras_fgvc.config.validate import ConfigError, check_choices_in_tree, check_key, to_config
 
-PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "pipelines")
+# pipelines/ at the top of the repository, reached through the package's link to it, which a
+# wheel replaces with the files themselves (setup.cfg, package_data).
+PIPELINES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pipeline_configs")
 DEFAULT_PIPELINE = "fivek"
 
 
@@ -41,7 +43,7 @@ def compose(overrides: list[str] = (), config_dir: str = PIPELINES_DIR) -> Confi
     if pipeline not in available_pipelines(config_dir):
         raise ConfigError(
             f"unknown pipeline '{pipeline}'; available: {', '.join(available_pipelines(config_dir))} "
-            f"(files in {config_dir})"
+            f"(files in {os.path.realpath(config_dir)})"
         )
     schema = schema_for(pipeline)
     rest, explicit_keys = [], set()

@@ -20,6 +20,15 @@ from keras_fgvc.errors import UserError
 LOCKS_DIR = os.path.join(tempfile.gettempdir(), "keras_fgvc", "locks")
 
 
+def command_line(overrides) -> str:
+    """``python run.py <overrides>`` as a user would repeat it, with the Keras backend in front when
+    it is not the default (a JAX run repeated without it would run on TensorFlow)."""
+    import keras
+
+    backend = keras.backend.backend()
+    return " ".join(([f"KERAS_BACKEND={backend}"] if backend != "tensorflow" else []) + ["python run.py", *overrides])
+
+
 def atomic_write_text(path: str, text: str):
     with atomic_open(path) as f:
         f.write(text)

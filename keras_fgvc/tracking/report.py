@@ -206,6 +206,7 @@ def draw_curves(run_dir: str, stage: str) -> str | None:
         for name in names:
             axis.plot(epochs, history[name], linestyle="--" if name.startswith("val_") else "-", marker=".", label=name)
         axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)  # no epoch 2.5
         axis.set_ylabel(label)
         if names:
             axis.legend(fontsize=7)

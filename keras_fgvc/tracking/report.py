@@ -25,9 +25,20 @@ import yaml
 
 from keras_fgvc.tracking.compare import stage_order
 from keras_fgvc.tracking.figures import pyplot, save_figure
-from keras_fgvc.tracking.html_page import cells, document, html_table, inline_png, markdown_table
+from keras_fgvc.tracking.html_page import (
+    cells,
+    document,
+    html_table,
+    inline_png,
+    markdown_table,
+)
 from keras_fgvc.tracking.run_dir import atomic_write_text
-from keras_fgvc.tracking.stage_card import CARD_FILE, TIMED_BATCH, TIMED_SECONDS, stage_card
+from keras_fgvc.tracking.stage_card import (
+    CARD_FILE,
+    TIMED_BATCH,
+    TIMED_SECONDS,
+    stage_card,
+)
 
 SECTIONS = ("Command", "Metrics", "Training curves", "Figures", "Model", "Bad files", "Run", "Config")
 COMMAND_FILE = "command.txt"
@@ -142,9 +153,9 @@ def _model_rows(run_dir: str, stages: list, metrics: dict) -> tuple[list, list]:
                if key.startswith("tflite_") and isinstance(value, dict)},
             **_card_columns(record),
         })
-    notes = [f"MACs: multiply-accumulates per image (convolutions and Dense layers, export/model_card.py); "
-             f"images/s: batch {TIMED_BATCH}, timed {TIMED_SECONDS:g} s after warm-up, the model rebuilt from "
-             f"<stage>/config.yaml ({CARD_FILE}); measured on {'; '.join(dict.fromkeys(measured_on))}"]
+    notes = [(f"MACs: multiply-accumulates per image (convolutions and Dense layers, export/model_card.py); "
+              f"images/s: batch {TIMED_BATCH}, timed {TIMED_SECONDS:g} s after warm-up, the model rebuilt from "
+              f"<stage>/config.yaml ({CARD_FILE}); measured on {'; '.join(dict.fromkeys(measured_on))}")]
     return rows, notes if measured_on else []
 
 

@@ -112,7 +112,7 @@ def stage_card(run_dir: str, stage: str) -> dict:
         policy = keras.config.dtype_policy().name
     except NotMeasured as reason:
         return {"not_measured": str(reason)}
-    except Exception as error:  # a report shows why, it does not end the run that just trained
+    except Exception as error:  # noqa: BLE001 - a report shows why, it does not end the run that just trained
         first_line = (str(error).strip().splitlines() or [""])[0][:200]
         return {"not_measured": f"rebuilding the model failed: {type(error).__name__}: {first_line}"}
     # Through JSON once, so a fresh card and a kept one look alike (string batch keys, lists).

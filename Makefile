@@ -12,11 +12,11 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.installed: setup.cfg pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[tensorflow,hub]'
 	touch $@
 
 $(VENV)/.installed-dev: setup.cfg pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev,jax]'
+	$(PY) -m pip install -q -e '.[tensorflow,hub,dev,jax]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

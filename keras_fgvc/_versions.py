@@ -1,4 +1,10 @@
-"""The Keras version floor, checked when ``keras_fgvc`` is imported (before Keras itself is).
+"""The Keras version floor and a TensorFlow present, checked when ``keras_fgvc`` is imported
+(before Keras or TensorFlow itself is).
+
+TensorFlow is not an install requirement: Kaggle's TPU image ships ``tensorflow-cpu`` with
+``jax[tpu]``, and a ``tensorflow`` requirement (another distribution of the same package) would
+make pip install a second TensorFlow over it. So any TensorFlow distribution at or above the
+floor will do, and its absence is one clear ImportError with the install line.
 
 Keras releases before 3.14 can run code from a crafted model file even in safe mode
 (CVE-2025-1550, CVE-2025-8747, CVE-2025-9906, CVE-2025-12060). This module reads the installed
@@ -15,6 +21,12 @@ KERAS_CVES = "CVE-2025-1550, CVE-2025-8747, CVE-2025-9906, CVE-2025-12060"
 # keras-nightly installs the same ``keras`` package under another distribution name.
 KERAS_DISTRIBUTIONS = ("keras", "keras-nightly")
 _INSTALL = "pip install 'keras>=3.14'"
+# tf.data feeds every backend and SavedModel is every export, so TensorFlow is needed under JAX too.
+# 2.20: Kaggle's TPU image (tensorflow-cpu 2.20), the oldest tested (README, "Kaggle / Colab").
+TENSORFLOW_FLOOR = (2, 20, 0)
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel", "tf-nightly",
+                            "tf-nightly-cpu")
+_TF_INSTALL = "pip install 'keras_fgvc[tensorflow]' (or 'tensorflow-cpu>=2.20')"
 _VERSION = re.compile(r"v?(?P<release>\d+(?:\.\d+)*)(?P<rest>.*)", re.IGNORECASE)
 _PRE_RELEASE = re.compile(r"^[-_.]?(a|b|c|rc|alpha|beta|pre|preview|dev)\d*", re.IGNORECASE)
 
@@ -63,3 +75,32 @@ def installed_keras_version() -> str | None:
         except metadata.PackageNotFoundError:
             continue
     return None
+
+
+def installed_tensorflow() -> tuple[str, str] | None:
+    """``(distribution, version)`` of the installed TensorFlow (None when there is none)."""
+    for name in TENSORFLOW_DISTRIBUTIONS:
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_tensorflow(installed: tuple[str, str] | None) -> None:
+    """ImportError with the fix when no TensorFlow distribution is installed, or one below the floor.
+
+    Example:
+        >>> check_tensorflow(("tensorflow-cpu", "2.20.0"))  # Kaggle's TPU image: fine
+    """
+    if installed is None:
+        raise ImportError("keras_fgvc needs TensorFlow 2.20 or newer (tf.data input and SavedModel export, under "
+                          f"either Keras backend), and none is installed: {_TF_INSTALL}")
+    name, version = installed
+    try:
+        release, pre_release = parse_version(version)
+    except ValueError:
+        raise ImportError(f"keras_fgvc cannot read the installed {name} version {version!r}: {_TF_INSTALL}") from None
+    if release[:3] < TENSORFLOW_FLOOR and not name.startswith("tf-nightly"):
+        raise ImportError(f"{name} {version} is older than 2.20, the oldest TensorFlow keras_fgvc is tested with: "
+                          f"{_TF_INSTALL}")

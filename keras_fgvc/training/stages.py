@@ -385,11 +385,15 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         trainer.compile(optimizer=optimizer, jit_compile=plan.jit_compile,
                         steps_per_execution=min(plan.steps_per_execution, steps))
     monitor = train_cfg.monitor if val_ds is not None else train_cfg.monitor.removeprefix("val_")
-    if completed:
+    if completed or keras.backend.backend() == "jax":
         # BackupAndRestore loads into a built model, and Keras builds the Trainer lazily (at the first
-        # traced step) on one device; building from the dataset's element spec reads no data.
+        # traced step) on one device; building from the dataset's element spec reads no data. Under
+        # JAX, fit would build it from a batch of a throwaway iterator of the stream, drawing one
+        # shuffle permutation that a resumed run does not draw (its order would then be one behind),
+        # so a fresh JAX run builds here too.
         with plan.strategy.scope():
             trainer._symbolic_build(data_batch=train_ds.element_spec)
+    if completed:
         truncate_history(os.path.join(folder, HISTORY), completed)
         print(f"stage '{stage.name}': resuming {cfg.run_dir} after epoch {completed} of {train_cfg.epochs}")
     callbacks = stage_callbacks(train_cfg, folder, model, monitor, wandb_run, cfg.tracking.tensorboard,

@@ -110,8 +110,8 @@ def train(root: str, name: str, resume=False, poison_step=-1, **overrides):
     return cfg, run
 
 
-def train_in_subprocess(root: str, name: str, resume=False, kill_at=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def train_in_subprocess(root: str, name: str, resume=False, kill_at=None, backend="tensorflow") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend}
     env.pop(KILL_ENV, None)
     if kill_at is not None:
         env[KILL_ENV] = str(kill_at)
@@ -147,22 +147,26 @@ def data_root(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def killed_and_resumed(data_root):
-    """The uninterrupted reference and a run killed mid-epoch 2, then resumed (both in subprocesses)."""
-    reference = train_in_subprocess(data_root, "reference")
+def kill_and_resume(data_root, backend="tensorflow", prefix=""):
+    """The uninterrupted reference and a run killed mid-epoch 2, then resumed (all in subprocesses)."""
+    reference = train_in_subprocess(data_root, f"{prefix}reference", backend=backend)
     assert reference.returncode == 0, reference.stderr[-3000:]
-    killed = train_in_subprocess(data_root, "killed", kill_at=2)
-    stage_dir = os.path.join(data_root, "runs", "fivek", "killed", "s")
+    killed = train_in_subprocess(data_root, f"{prefix}killed", kill_at=2, backend=backend)
+    stage_dir = os.path.join(data_root, "runs", "fivek", f"{prefix}killed", "s")
     state_after_kill = {
         "returncode": killed.returncode,
         "metadata": read_json(os.path.join(stage_dir, BACKUP_DIR, BACKUP_METADATA)),
         "history": pd.read_csv(os.path.join(stage_dir, "history.csv")),
         "checkpoint": read_json(os.path.join(stage_dir, CHECKPOINT_STATE)),
     }
-    resumed = train_in_subprocess(data_root, "killed", resume=True)
+    resumed = train_in_subprocess(data_root, f"{prefix}killed", resume=True, backend=backend)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return os.path.join(data_root, "runs", "fivek", "reference", "s"), stage_dir, state_after_kill, resumed
+    return os.path.join(data_root, "runs", "fivek", f"{prefix}reference", "s"), stage_dir, state_after_kill, resumed
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(data_root):
+    return kill_and_resume(data_root)
 
 
 def test_the_kill_leaves_two_committed_epochs(killed_and_resumed):
@@ -174,7 +178,18 @@ def test_the_kill_leaves_two_committed_epochs(killed_and_resumed):
 
 
 def test_resumed_run_equals_the_uninterrupted_one(killed_and_resumed):
-    reference, resumed, _, process = killed_and_resumed
+    assert_resumed_equals_reference(*killed_and_resumed)
+
+
+def test_under_jax_a_killed_run_resumes_to_the_uninterrupted_one(data_root):
+    """The TPU path's resume: the same engine and BackupAndRestore under KERAS_BACKEND=jax (its
+    jitted step, the dropout seed state in the backup, whole batches: 40 rows make 5 of 8)."""
+    reference, resumed, state, process = kill_and_resume(data_root, backend="jax", prefix="jax_")
+    assert state["returncode"] == -9 and state["history"]["epoch"].tolist() == [0, 1]
+    assert_resumed_equals_reference(reference, resumed, state, process)
+
+
+def assert_resumed_equals_reference(reference, resumed, _, process):
     assert "resuming" in process.stdout and "after epoch 2 of 4" in process.stdout
     for name in (LAST, BEST):
         assert_same_weights(os.path.join(reference, name), os.path.join(resumed, name))

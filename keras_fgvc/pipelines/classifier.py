@@ -159,7 +159,7 @@ def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
     from keras_fgvc.export.stage import export_stage
     from keras_fgvc.export.submission import write_predictions_csv
     from keras_fgvc.models import build_model
-    from keras_fgvc.tracking.wandb_run import start
+    from keras_fgvc.tracking.wandb_run import attach_figures, start
     from keras_fgvc.training.stages import train_stage
 
     started = time.perf_counter()
@@ -190,6 +190,7 @@ def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
         if wandb_run is not None:
             wandb_run.summary.update({f"{split}_{key}": value for split in ("val", "test")
                                       for key, value in metrics[split].items() if key in ("top1", "top5")})
+            attach_figures(wandb_run, cfg.run_dir, stage.name)
     finally:
         if wandb_run is not None:
             wandb_run.finish()

@@ -238,6 +238,8 @@ def model_builder(num_classes: int):
 
 def train(cfg, plan, stage, tables):
     """One engine stage with validation MAP@k as an epoch metric; returns (metrics, model)."""
+    from keras_fgvc.config import to_dict
+    from keras_fgvc.tracking.wandb_run import attach_figures, start
     from keras_fgvc.training.retrieval_validation import RetrievalValidation
     from keras_fgvc.training.stages import train_stage
 
@@ -248,8 +250,18 @@ def train(cfg, plan, stage, tables):
                                     image_batches(cfg, val, val_boxes(cfg, val)), val[LABEL].to_numpy(),
                                     k=cfg.hotel_id.k, flip=cfg.hotel_id.flip_tta, name=map_key(cfg))]
 
-    trained = train_stage(cfg, plan, stage, model_builder(num_classes_of(tables)), tables["train"], val, LABEL,
-                          num_classes_of(tables), mask_bank=mask_bank(cfg), epoch_metrics=epoch_metrics)
+    # The stage's W&B run (offline by default) gets each epoch's logs, val MAP@k among them, and the
+    # report's figures at the end, as the classifier pipelines' stages do.
+    wandb_run = start(cfg.tracking, cfg.run_dir, f"{cfg.name}-{stage.name}", {**to_dict(cfg), "stage": stage.name})
+    try:
+        trained = train_stage(cfg, plan, stage, model_builder(num_classes_of(tables)), tables["train"], val, LABEL,
+                              num_classes_of(tables), wandb_run=wandb_run, mask_bank=mask_bank(cfg),
+                              epoch_metrics=epoch_metrics)
+        if wandb_run is not None:
+            attach_figures(wandb_run, cfg.run_dir, stage.name)
+    finally:
+        if wandb_run is not None:
+            wandb_run.finish()
     metrics = {key: trained.info[key] for key in ("epochs_run", "best_epoch", "monitor", "best_value")}
     metrics["params"] = int(trained.model.count_params())
     metrics[f"{map_key(cfg)}_per_epoch"] = [float(v) for v in trained.history.get(map_key(cfg), [])]

@@ -218,7 +218,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
     from keras_fgvc.export.stage import export_stage
     from keras_fgvc.models import build_model
     from keras_fgvc.tracking.plots_confusion import confusion_plot
-    from keras_fgvc.tracking.wandb_run import start
+    from keras_fgvc.tracking.wandb_run import attach_figures, start
     from keras_fgvc.training.stages import train_stage
 
     label = stage_label(stage)
@@ -277,6 +277,7 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
             metrics["accuracy_all_missing"] = accuracy(true, predicted)
         if wandb_run is not None:
             wandb_run.summary.update(metrics)
+            attach_figures(wandb_run, cfg.run_dir, stage.name)
     finally:
         if wandb_run is not None:
             wandb_run.finish()

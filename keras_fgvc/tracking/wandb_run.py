@@ -23,6 +23,24 @@ def start(tracking_cfg, run_dir: str, name: str, config: dict):
     )
 
 
+def attach_figures(run, run_dir: str, stage: str) -> list:
+    """Log the stage's figures to its W&B run as images: the report's training curves (drawn now,
+    ``tracking/report.py``) and every PNG in the stage folder (confusion matrices and the like), so a
+    synced run shows the plots the report shows. Returns the image keys, ``figures/<file name>``."""
+    import glob
+
+    import wandb
+
+    from keras_fgvc.tracking.report import draw_curves
+
+    curves = draw_curves(run_dir, stage)
+    paths = ([os.path.join(run_dir, curves)] if curves else []) + sorted(glob.glob(os.path.join(run_dir, stage, "*.png")))
+    images = {f"figures/{os.path.splitext(os.path.basename(p))[0]}": wandb.Image(p) for p in paths}
+    if images:
+        run.log(images)
+    return sorted(images)
+
+
 class WandbLogger(keras.callbacks.Callback):
     """Logs each epoch's metrics and learning rate to a wandb run."""
 

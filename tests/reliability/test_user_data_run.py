@@ -83,6 +83,20 @@ def test_the_wandb_api_key_never_appears_in_anything_a_run_writes(user_run):
     assert key not in done.stdout and key not in done.stderr
 
 
+@pytest.mark.slow
+def test_the_offline_wandb_run_carries_the_reports_figures(user_run):
+    (offline,) = sorted((user_run["run"] / "wandb").glob("offline-run-*"))
+    images = sorted((offline / "files" / "media" / "images" / "figures").glob("*.png"))
+    # The stage's training curves and its confusion plot, as W&B stored them (name_<step>_<hash>.png).
+    assert sorted(p.name.split("_")[0] for p in images) == ["confusion", "curves"]
+    drawn = Image.open(user_run["run"] / "plots" / "curves_train.png")
+    for path in images:
+        with Image.open(path) as image:
+            image.verify()
+    curves = next(p for p in images if p.name.startswith("curves"))
+    assert Image.open(curves).size == drawn.size
+
+
 def test_strict_stops_at_the_first_bad_file_with_its_path(user_run, tmp_path):
     root, bad = user_run["root"], user_run["bad"]
     done, _ = run_cli(*args(root, "data.strict=true", f"runs_root={tmp_path}/runs",

@@ -53,6 +53,15 @@ def _storage_error(error: OSError) -> str:
     return f"{error.filename}: {reason}" if error.filename else reason
 
 
+def _storage_hint(cfg) -> str:
+    """What to do after a storage error: resuming only makes sense once the run folder exists (a
+    read-only runs_root fails before anything of the run is written)."""
+    if cfg is None or not os.path.isdir(cfg.run_dir):
+        return "(free space or choose another runs_root / export.dir)"
+    return ("(files written before this one are complete; free space or choose another runs_root / export.dir, "
+            "then rerun with resume=true)")
+
+
 def main(argv: list[str]) -> int:
     # 3: TensorFlow's C++ "errors" that are expected on a CPU (cuInit without a driver, oneDNN's
     # "DT_UINT8 only with AVX-512" fallback) stay quiet; a real failure still raises in Python.
@@ -108,8 +117,7 @@ def main(argv: list[str]) -> int:
         if error.errno not in STORAGE_ERRNOS:
             raise
         during = f" while running {cfg.run_dir}" if cfg is not None else ""
-        print(f"error: {_storage_error(error)}{during} (files written before this one are complete; free space "
-              "or choose another runs_root / export.dir, then rerun with resume=true)", file=sys.stderr)
+        print(f"error: {_storage_error(error)}{during} {_storage_hint(cfg)}", file=sys.stderr)
         return 2
     return 0
 

@@ -27,6 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LIMIT = 64 << 10  # 64 KiB: the demo's images and tables fit, the pixel cache (96 x 32 x 32 x 3) does not
 HINT = (r"\(files written before this one are complete; free space or choose another runs_root / export\.dir, "
         r"then rerun with resume=true\)")
+# before the run folder exists nothing of the run was written: there is nothing to resume
+NOTHING_WRITTEN_HINT = r"\(free space or choose another runs_root / export\.dir\)"
 PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2  # <linux/prctl.h>, <linux/capability.h>
 
 
@@ -113,7 +115,7 @@ def test_a_read_only_runs_root_is_one_line_naming_it_and_nothing_is_written(tmp_
     done = run_obeying_permissions(tmp_path, f"runs_root={runs}", f"export.dir={tmp_path}/saved")
     # the first folder the run creates under runs_root, refused
     assert_one_storage_line(done, rf"error: {re.escape(str(runs))}/fivek: Permission denied while running "
-                                  rf"{re.escape(str(runs))}/fivek/smoke {HINT}")
+                                  rf"{re.escape(str(runs))}/fivek/smoke {NOTHING_WRITTEN_HINT}")
     assert list(runs.iterdir()) == [] and temp_files(tmp_path) == []
     assert not (tmp_path / "saved").exists()  # nothing exported either
 
@@ -135,10 +137,12 @@ def test_a_read_only_export_dir_after_training_is_one_line_naming_it_and_nothing
         assert len(weights.keys()) > 0
 
 
+@pytest.mark.parametrize("run_started", [False, True], ids=["nothing_written", "run_folder_exists"])
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT])
-def test_every_storage_errno_is_the_same_one_line(code, tmp_path, monkeypatch, capsys):
+def test_every_storage_errno_is_the_same_one_line(code, run_started, tmp_path, monkeypatch, capsys):
     """A read-only mount (EROFS) or a forbidden file (EPERM) needs privileges to provoke; the branch
-    of run.py that words them is the one the runs above go through."""
+    of run.py that words them is the one the runs above go through. The hint offers resume=true
+    only once the run folder exists."""
     import run
     from keras_fgvc import pipelines
 
@@ -148,7 +152,10 @@ def test_every_storage_errno_is_the_same_one_line(code, tmp_path, monkeypatch, c
         raise OSError(code, os.strerror(code), where)
 
     monkeypatch.setattr(pipelines, "dispatch", fails)
+    if run_started:
+        (tmp_path / "runs" / "fivek" / "smoke").mkdir(parents=True)
     assert run.main(["smoke=true", f"runs_root={tmp_path}/runs", f"export.dir={tmp_path}/saved"]) == 2
     line, = capsys.readouterr().err.strip().splitlines()
     assert re.fullmatch(rf"error: {re.escape(where)}: {re.escape(os.strerror(code))} while running "
-                        rf"{re.escape(str(tmp_path))}/runs/fivek/smoke {HINT}", line), line
+                        rf"{re.escape(str(tmp_path))}/runs/fivek/smoke {HINT if run_started else NOTHING_WRITTEN_HINT}",
+                        line), line

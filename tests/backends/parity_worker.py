@@ -5,7 +5,9 @@ Run by ``test_backend_parity.py`` once per backend: ``python -m tests.backends.p
 head; dropout 0, the only random layer) trained through ``Trainer.compute_loss`` with ArcFace CE
 plus center loss (whose centres are loss state, updated in the step). Initial weights come from
 WEIGHTS when given (random initialisers differ between backends), else they are written to
-``OUT_initial.npz``; the per-step losses and the final trainable weights go to OUT (npz)."""
+``OUT_initial.npz``; the per-step losses and the final trainable weights go to OUT (npz). Under JAX
+the trained model is also exported (embedding and retrieval SavedModels, jax2tf inside) and served
+from TensorFlow on PNG bytes; the served answers and the Keras embeddings go to OUT too."""
 
 import sys
 
@@ -26,7 +28,8 @@ LEARNING_RATE = 1e-5
 def main(out: str, weights: str | None) -> None:
     cfg = compose(["pipeline=hotel_id", "smoke=true", "model.dropout=0.0"])
     keras.utils.set_random_seed(0)
-    network = training_model(build_model(cfg, CLASSES))
+    model = build_model(cfg, CLASSES)
+    network = training_model(model)
     dim = int(network.output["pre_logits"].shape[-1])
     center = build_loss("center", {"alpha": 0.5}, {"num_classes": CLASSES, "dim": dim})
     terms = [LossTerm("arcface_logits", "sparse_ce", 1.0, build_loss("sparse_ce")),
@@ -50,7 +53,42 @@ def main(out: str, weights: str | None) -> None:
             variable.assign(stored[f"w{i}"])
     losses = [float(trainer.train_on_batch(x, y, return_dict=True)["loss"]) for _ in range(STEPS)]
     final = {f"final{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(trainer.trainable_weights)}
-    np.savez(out, losses=np.array(losses), centres=keras.ops.convert_to_numpy(trainer.loss_state[0]), **final)
+    exported = export_and_serve(model, images, out.replace(".npz", "_export"), size) \
+        if keras.backend.backend() == "jax" else {}
+    np.savez(out, losses=np.array(losses), centres=keras.ops.convert_to_numpy(trainer.loss_state[0]), **final,
+             **exported)
+
+
+def export_and_serve(model, images, folder: str, size: int) -> dict:
+    """The trained model's retrieval SavedModel, written from this (JAX) process
+    (jax2tf inside) and served by TensorFlow on the PNG bytes of ``images``, with the Keras model's
+    own embeddings of the same pixels: what a model trained on a TPU ships as."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_fgvc.export.retrieval_model import export_retrieval_model
+
+    pixels = np.round(images).astype("uint8")  # PNG is lossless: the served pixels are these
+    encoded = []
+    for image in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    keras_embeddings = keras.ops.convert_to_numpy(model(pixels.astype("float32"), training=False)["embedding"])
+    unit = keras_embeddings / np.linalg.norm(keras_embeddings, axis=1, keepdims=True)
+    # A gallery of the first images' unit embeddings, one class per 2 rows (the rest are queries).
+    gallery, gallery_labels = unit[:6], np.array([0, 0, 1, 1, 2, 2])
+    # One export (one jax2tf conversion) serves both: the retrieval model's embed signature is the
+    # embedding model's, L2-normalised, and export_saved_model wraps the model the same way.
+    export_retrieval_model(model, f"{folder}/retrieval", size, gallery, gallery_labels, ["a", "b", "c"], k=3)
+    reloaded = tf.saved_model.load(f"{folder}/retrieval")
+    served = reloaded.signatures["embed"](image_bytes=tf.constant(encoded))
+    ranked = reloaded.signatures["serving_default"](image_bytes=tf.constant(encoded))
+    return {"keras_embedding": keras_embeddings, "served_embedding": served["embedding"].numpy(),
+            "gallery": gallery, "gallery_labels": gallery_labels,
+            "served_labels": ranked["label"].numpy(), "served_scores": ranked["score"].numpy()}
 
 
 if __name__ == "__main__":

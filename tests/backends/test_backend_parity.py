@@ -49,3 +49,22 @@ def test_weights_and_loss_state_end_equal(both):
     # centres are means of the embeddings, which carry the weights' drift (measured 5e-4 on values ~1)
     np.testing.assert_allclose(jax_run["centres"], tf_run["centres"], atol=2e-3)
     assert np.abs(tf_run["centres"]).max() > 1e-3  # the centre update ran
+
+
+def test_the_saved_models_of_a_jax_trained_model_answer_as_its_keras_model(both):
+    """Exported from the JAX process after its 3 steps and served by TensorFlow from PNG bytes: the
+    embed signature gives the Keras embeddings (L2-normalised) and serving_default ranks the gallery's
+    classes as a NumPy cosine ranking of those embeddings (issue 19: a TPU-trained model serves)."""
+    _, jax_run = both
+    unit = jax_run["keras_embedding"] / np.linalg.norm(jax_run["keras_embedding"], axis=1, keepdims=True)
+    np.testing.assert_allclose(jax_run["served_embedding"], unit, atol=1e-4)
+    similarity = unit.astype("float64") @ jax_run["gallery"].astype("float64").T
+    class_scores = np.stack([similarity[:, jax_run["gallery_labels"] == c].max(axis=1) for c in range(3)], axis=1)
+    order = np.argsort(-class_scores, axis=1, kind="stable")
+    np.testing.assert_allclose(jax_run["served_scores"], np.take_along_axis(class_scores, order, axis=1), atol=1e-4)
+    # The smoke model's embeddings are nearly parallel (classes tie to ~1e-5), so the labels are
+    # checked as a ranking: every class once per row, each at a position its reference score earns.
+    labels = jax_run["served_labels"]
+    assert (np.sort(labels, axis=1) == np.arange(3)).all()
+    np.testing.assert_allclose(np.take_along_axis(class_scores, labels, axis=1),
+                               np.take_along_axis(class_scores, order, axis=1), atol=1e-4)

@@ -1,10 +1,12 @@
 """Pipelines under Keras' JAX backend (the TPU path), through ``run.py`` as a user runs them:
 ``KERAS_BACKEND=jax python run.py pipeline=<p> smoke=true``.
 
-hotel_id runs in every ``make test`` (it covers the most JAX-specific code: jitted retrieval
-validation each epoch, embedding extraction, both SavedModel exports from a JAX-trained model).
-The other four take 2-4 min each under JAX on 2 cores, beyond the suite's budget: they run with
-``KERAS_FGVC_JAX_ALL=1`` (measured results in the README, "Backends")."""
+Every pipeline's JAX smoke run costs 1.5-4 min on 2 cores, beyond the suite's budget, so they run
+with ``KERAS_FGVC_JAX_ALL=1`` (measured results in the README, "Backends"). ``make test`` covers the
+JAX path with cheaper runs: the notebook trains cars under JAX through the library and checks its
+SavedModel against Keras (tests/notebooks), the parity worker exports its JAX-trained model and
+serves the embed and retrieval signatures from TensorFlow (test_backend_parity.py), and a killed
+JAX run resumes exactly (tests/training/test_resume.py). The one-line refusals below always run."""
 
 import json
 import os
@@ -19,6 +21,9 @@ from tests.pipelines.test_hotel_id import assert_top_k_of, class_scores
 
 pytest.importorskip("jax", reason="the JAX backend needs the jax extra: pip install '.[jax]'")
 JAX = {"KERAS_BACKEND": "jax"}
+ALL = pytest.mark.skipif(os.environ.get("KERAS_FGVC_JAX_ALL") != "1",
+                         reason="1.5-4 min each under JAX on 2 cores, over the suite's budget; KERAS_FGVC_JAX_ALL=1 "
+                                "runs it")
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +38,8 @@ def hotel_id(tmp_path_factory):
             "metrics": json.loads((run / "metrics.json").read_text())}
 
 
+@pytest.mark.slow
+@ALL
 def test_the_run_trains_validates_every_epoch_and_says_its_backend(hotel_id):
     run, metrics = hotel_id["run"], hotel_id["metrics"]
     assert (run / "command.txt").read_text().startswith("KERAS_BACKEND=jax python run.py pipeline=hotel_id")
@@ -41,6 +48,8 @@ def test_the_run_trains_validates_every_epoch_and_says_its_backend(hotel_id):
     assert 0.0 < metrics["val_map5"] <= 1.0 and (run / "submission.csv").is_file()
 
 
+@pytest.mark.slow
+@ALL
 def test_the_embed_saved_model_of_a_jax_model_gives_its_keras_embeddings(hotel_id):
     # embed/test holds the JAX Keras model's embeddings of the test images (test preprocessing);
     # the SavedModel, written through jax2tf, must give the same from the encoded files.
@@ -52,6 +61,8 @@ def test_the_embed_saved_model_of_a_jax_model_gives_its_keras_embeddings(hotel_i
     np.testing.assert_allclose(served, embeddings, atol=1e-4)
 
 
+@pytest.mark.slow
+@ALL
 def test_the_retrieval_saved_model_of_a_jax_model_ranks_as_the_pipeline(hotel_id):
     run, demo = hotel_id["run"], hotel_id["demo"]
     model = tf.saved_model.load(str(hotel_id["root"] / "saved" / "hotel_id" / "smoke" / "retrieval"))
@@ -63,8 +74,7 @@ def test_the_retrieval_saved_model_of_a_jax_model_ranks_as_the_pipeline(hotel_id
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("KERAS_FGVC_JAX_ALL") != "1",
-                    reason="2-4 min each under JAX on 2 cores, over the suite's budget; KERAS_FGVC_JAX_ALL=1 runs it")
+@ALL
 @pytest.mark.parametrize("pipeline, top1_key", [("fivek", None), ("cars", "test_top1"), ("vipriors", "test_top1"),
                                                 ("squeeze", None)])
 def test_every_other_pipeline_runs_to_the_end_under_jax(tmp_path, pipeline, top1_key):

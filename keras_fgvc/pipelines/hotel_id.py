@@ -153,7 +153,7 @@ def val_boxes(cfg, rows) -> np.ndarray:
 def run(cfg) -> dict:
     """Run the steps ``cfg.stage`` selects (all: train, embed, rank); returns the run's metrics."""
     from keras_fgvc.config import to_dict
-    from keras_fgvc.data.prepare import check_tables, decode_once
+    from keras_fgvc.data.prepare import check_tables, decode_once, submission_rows
     from keras_fgvc.export.stage import check_stage_exports
     from keras_fgvc.training.precision import configure
     from keras_fgvc.training.stages import check_can_start, stages_to_run
@@ -173,10 +173,9 @@ def run(cfg) -> dict:
     for step in steps:
         check_inputs_of(cfg, step, will_train=bool(stages))
     plan = configure(cfg.runtime)
-    checked, data_info = check_tables(cfg, tables)
+    checked, data_info = check_tables(cfg, tables)  # data_info counts them: test_unreadable
     # Kaggle scores one answer per test image: the unreadable ones are kept aside for the prior.
-    unreadable_test = tables["test"][~tables["test"]["path"].isin(set(checked["test"]["path"]))]
-    data_info["test_unreadable"] = len(unreadable_test)
+    unreadable_test = submission_rows(tables, checked).unreadable
     tables = {name: table.reset_index(drop=True) for name, table in checked.items()}
     for table in tables.values():
         decode_once(cfg, table)

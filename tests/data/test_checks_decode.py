@@ -196,3 +196,34 @@ def test_a_split_with_no_readable_image_is_one_error_naming_it(folder, tmp_path)
         check_tables(cfg, {"train": good, "val": only_bad})
     checked, info = check_tables(cfg, {"train": good, "val": None})
     assert len(checked["train"]) == len(good) and info["bad_files"] == 0
+
+
+def test_the_test_rows_check_tables_drops_stay_available_for_a_prior(folder, tmp_path):
+    """A submission needs every test row: ``submission_rows`` keeps the ones check_tables dropped,
+    and ``answers`` puts the model's rows and a prior's back in table order."""
+    from keras_fgvc.config.compose import compose
+    from keras_fgvc.data.prepare import check_tables, class_prior, submission_rows
+
+    _, files, table = folder
+    cfg = compose([f"runs_root={tmp_path}/runs", f"data.cache_dir={tmp_path}/cache"])
+    bad = np.array([is_bad(files[os.path.basename(p)][1]) for p in table["path"]])
+    good = table[~bad].reset_index(drop=True)
+    tables = {"train": good, "test": table}
+    checked, info = check_tables(cfg, tables)
+    assert info["test_unreadable"] == bad.sum() > 0
+    rows = submission_rows(tables, checked)
+    assert rows.table["path"].tolist() == table["path"].tolist()
+    np.testing.assert_array_equal(rows.readable, ~bad)
+    assert rows.unreadable["path"].tolist() == table.loc[bad, "path"].tolist()
+    assert rows.kept["path"].tolist() == good["path"].tolist() and "orientation" in rows.kept.columns
+    predicted = np.arange(2 * len(good), dtype=np.float32).reshape(-1, 2)
+    answered = rows.answers(predicted, prior=[0.25, 0.75])
+    assert answered.dtype == np.float32 and answered.shape == (len(table), 2)
+    np.testing.assert_array_equal(answered[~bad], predicted)
+    np.testing.assert_array_equal(answered[bad], np.tile([0.25, 0.75], (bad.sum(), 1)))
+    with pytest.raises(ValueError, match="predicted rows for"):
+        rows.answers(predicted[1:], prior=[0.5, 0.5])
+    assert submission_rows({"train": good, "test": None}, {"train": good, "test": None}) is None
+    assert "test_unreadable" not in check_tables(cfg, {"train": good})[1]
+    # the classifier's prior: each class's share of the labels (NaN rows left out)
+    np.testing.assert_allclose(class_prior([2, 0, 2, np.nan, 2], num_classes=4), [0.25, 0, 0.75, 0])

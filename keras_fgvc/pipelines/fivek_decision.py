@@ -71,8 +71,12 @@ def choose(score_fns: dict, val_rows, heldout_rows, label: str = "5k") -> dict:
     return {"submission_predictor": ranked[0], **report}
 
 
+def submission_threshold(decision: dict) -> float:
+    """The threshold of the submission's predictor: a row is 5k = 1 when its P(5k = 1) reaches it."""
+    return decision[decision["submission_predictor"]]["threshold"]
+
+
 def decide(decision: dict, score_fns: dict, rows) -> tuple[np.ndarray, np.ndarray]:
     """``(P(5k = 1), 0/1 decisions)`` of the submission's predictor for ``rows``."""
-    name = decision["submission_predictor"]
-    scores = score_fns[name](rows)
-    return scores, (scores >= decision[name]["threshold"]).astype(int)
+    scores = score_fns[decision["submission_predictor"]](rows)
+    return scores, (scores >= submission_threshold(decision)).astype(int)

@@ -9,7 +9,9 @@ The stages are declared in ``pipelines/fivek.yaml`` and trained by the engine
     stage fivek:       train the 5k model on the completed labels; choose its decision threshold on
                        validation for F1, compare it with P(mask) x P(distancing) from the earlier
                        stages (``fivek_decision``), report both on the held-out rows and predict
-                       the public test set with the better one on validation.
+                       the public test set with the better one on validation. A public-test image
+                       that cannot be read still gets its row: P(5k = 1) is 5k's frequency in the
+                       stage's training rows, decided at the same threshold.
 
 What is 5K-specific lives here: completing the label table, the 5k rule and the results table.
 Each stage reads the previous stage's completed table (``<run_dir>/<previous>/table.csv``, or
@@ -158,7 +160,12 @@ def read_completed_table(path: str) -> pd.DataFrame:
 def run(cfg) -> dict:
     """Run the stages ``cfg.stage`` selects; returns {stage: metrics} and prints a results table."""
     from keras_fgvc.config import to_dict
-    from keras_fgvc.data.prepare import check_tables, decode_once, limit_rows
+    from keras_fgvc.data.prepare import (
+        check_tables,
+        decode_once,
+        limit_rows,
+        submission_rows,
+    )
     from keras_fgvc.export.stage import check_stage_exports
     from keras_fgvc.training.precision import configure
     from keras_fgvc.training.stages import check_can_start, stages_to_run
@@ -186,7 +193,9 @@ def run(cfg) -> dict:
     plan = configure(cfg.runtime)
     rundir.write_config(cfg.run_dir, to_dict(cfg))
     checked, data_info = check_tables(cfg, {"train": table, "test": test_table})
-    table, test_table = checked["train"], checked["test"]
+    # Zalo scores a row per public-test image: the unreadable ones are kept for the prior's answer.
+    test = submission_rows({"test": test_table}, checked)
+    table = checked["train"]
     decode_once(cfg, table)
     results = {}
     for stage in stages:
@@ -195,7 +204,7 @@ def run(cfg) -> dict:
             table, results[stage.name] = finished
             print(f"stage '{stage.name}': finished in an earlier run; its table and metrics are kept")
             continue
-        results[stage.name] = run_stage(cfg, plan, stage, table, truth, test_table if stage_label(stage) == "5k" else None)
+        results[stage.name] = run_stage(cfg, plan, stage, table, truth, test if stage_label(stage) == "5k" else None)
     # Merged: stages run one at a time (stage=X) keep the earlier stages' numbers.
     rundir.merge_json(os.path.join(cfg.run_dir, "metrics.json"), {**results, "data": data_info})
     print(format_results(results, plan))
@@ -211,8 +220,9 @@ def fivek_metrics(targets) -> dict:
     return {"logits": [keras.metrics.SparseCategoricalAccuracy(name="accuracy"), SparseF1Score(NUM_CLASSES, average="binary")]}
 
 
-def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
-    """Train one stage's model, pseudo-label its missing label in ``table`` (in place), save everything."""
+def run_stage(cfg, plan, stage, table, truth, test) -> dict:
+    """Train one stage's model, pseudo-label its missing label in ``table`` (in place), save everything;
+    with ``test`` (``prepare.SubmissionRows`` of the public test), its submission and predictions."""
     from keras_fgvc.evaluation.metrics import accuracy, confusion_matrix, f1_score
     from keras_fgvc.evaluation.predict import predict_probabilities
     from keras_fgvc.export.stage import export_stage
@@ -283,22 +293,35 @@ def run_stage(cfg, plan, stage, table, truth, test_table) -> dict:
             wandb_run.finish()
     table["label_source"] = summarize_sources(table)
     write_completed_table(os.path.join(trained.folder, "table.csv"), table)
-    if test_table is not None and len(test_table):
+    if test is not None and len(test.table):
+        from keras_fgvc.data.prepare import class_prior
         from keras_fgvc.export.submission import (
             write_fivek_predictions,
             write_predictions_csv,
         )
 
+        # Zalo's file needs every public-test image, and an unreadable one shows the model nothing.
+        # Its P(label = 1) is then the label's frequency in the rows this stage trained on (what
+        # the data says when test images are drawn like the training ones), and it is decided as
+        # every other row is: at the threshold chosen on validation (5k), else the likelier class.
+        prior = class_prior(train_rows[label], NUM_CLASSES)
         if decision is not None:
-            positive, predicted = fivek_decision.decide(decision, score_fns, test_table)
+            positive = test.answers(fivek_decision.decide(decision, score_fns, test.kept)[0], prior[1])
+            predicted = (positive >= fivek_decision.submission_threshold(decision)).astype(int)
             probs = np.stack([1.0 - positive, positive], axis=1)
         else:
-            probs = probabilities(trained.model, test_table)
+            probs = test.answers(probabilities(trained.model, test.kept), prior)
             predicted = probs.argmax(1)
-        write_fivek_predictions(os.path.join(trained.folder, "submission.csv"), test_table["fname"], predicted, label_column=label)
-        write_predictions_csv(os.path.join(trained.folder, "predictions.csv"), test_table["fname"], probs, id_column="fname",
+        fnames = test.table["fname"]
+        write_fivek_predictions(os.path.join(trained.folder, "submission.csv"), fnames, predicted, label_column=label)
+        write_predictions_csv(os.path.join(trained.folder, "predictions.csv"), fnames, probs, id_column="fname",
                               decisions=predicted)
-        metrics["test_predictions"] = len(test_table)
+        metrics.update(test_predictions=len(test.table), test_unreadable=int((~test.readable).sum()))
+        if metrics["test_unreadable"]:
+            answer = int(predicted[~test.readable][0])
+            metrics["test_prior"] = {"p_1": float(prior[1]), "label": answer}
+            print(f"stage '{stage.name}': {metrics['test_unreadable']} unreadable public-test images answered with "
+                  f"the prior, P({label}=1) {prior[1]:.3f} in the training rows -> {label}={answer}")
     if cfg.export.enabled:
         metrics["export"] = export_stage(cfg, trained.model, stage.name, train_rows, val_rows,
                                          val_rows[label].to_numpy().astype(int),

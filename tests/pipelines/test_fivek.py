@@ -26,23 +26,34 @@ def overrides(root, *extra):
     return ["smoke=true", f"runs_root={root}/runs", f"export.dir={root}/saved", f"data.demo_root={root}/demo", *extra]
 
 
+BYTES_FED = 8  # the first image files by name, which the export tests below feed as JPEG bytes
+
+
 @pytest.fixture(scope="module")
 def spoiled_demo(tmp_path_factory):
     """The smoke run's demo, made here as the run would make it, with the images of its last three
     rows (all 'train', partly labelled) spoiled: the run below skips them (docs/RELIABILITY.md).
     The 5K layout lists every file in train_meta.csv and refuses a listed file that is missing
-    (a table error), so the bad files are the three kinds a file on disk can be."""
+    (a table error), so the bad files are the three kinds a file on disk can be.
+
+    Two public-test images are spoiled too (truncated, 0 bytes), inside public_test_meta.csv and
+    not among the ``BYTES_FED`` files: Zalo's submission still needs their rows (the prior's).
+    Returns ``(root, demo, spoiled train files, spoiled test files)``, each ``{path: reason}``."""
     from keras_fgvc.pipelines import pseudo_label
 
     root = tmp_path_factory.mktemp("fivek")
     demo = Path(pseudo_label.data_root(compose(overrides(root))))
     names = pd.read_csv(demo / "train_meta.csv")["fname"].iloc[-3:]
-    return root, demo, bad_images.spoil([demo / "images" / name for name in names])
+    bad_train = bad_images.spoil([demo / "images" / name for name in names])
+    fed = {path.name for path in sorted((demo / "images").iterdir())[:BYTES_FED]}
+    inside = [name for name in pd.read_csv(demo / "public_test_meta.csv")["fname"].iloc[1:-1] if name not in fed]
+    bad_test = bad_images.spoil([demo / "images" / name for name in (inside[0], inside[len(inside) // 2])])
+    return root, demo, bad_train, bad_test
 
 
 @pytest.fixture(scope="module")
 def smoke_run(spoiled_demo):
-    root, demo, _ = spoiled_demo
+    root, demo, _, _ = spoiled_demo
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert main(overrides(root)) == 0
@@ -73,24 +84,26 @@ def test_every_stage_writes_its_table_metrics_and_export(smoke_run, spoiled_demo
     summary = json.loads(open(os.path.join(cfg.run_dir, "metrics.json")).read())
     assert set(summary) == {"mask", "distancing", "fivek", "data"}
     assert summary["data"] == {"images_checked": cfg.data.demo.num_images + cfg.data.demo.test_images,
-                               "bad_files": len(spoiled_demo[2]),
+                               "bad_files": len(spoiled_demo[2]) + len(spoiled_demo[3]),
+                               "test_unreadable": len(spoiled_demo[3]),
                                "bad_files_list": os.path.join(cfg.run_dir, "bad_files.txt")}
 
 
 def test_spoiled_images_are_skipped_listed_and_no_stage_sees_them(smoke_run, spoiled_demo):
     _, cfg, demo, printed = smoke_run
-    bad = spoiled_demo[2]
+    bad, every_bad = spoiled_demo[2], {**spoiled_demo[2], **spoiled_demo[3]}
     listed = dict(line.split("\t") for line in Path(cfg.run_dir, "bad_files.txt").read_text().splitlines())
-    assert set(listed) == set(bad) and all(listed[path].startswith(reason) for path, reason in bad.items())
+    assert set(listed) == set(every_bad) and all(listed[path].startswith(reason) for path, reason in every_bad.items())
     total = cfg.data.demo.num_images + cfg.data.demo.test_images
-    first = next(iter(bad))  # the table's order: the first spoiled row
-    assert f"images: {len(bad)} of {total} unreadable, skipped (listed in bad_files.txt); first: {first}: " in printed
+    first = next(iter(bad))  # the tables' order (train, then the public test): the first spoiled row
+    assert (f"images: {len(every_bad)} of {total} unreadable, skipped (listed in bad_files.txt); first: {first}: "
+            in printed)
     kept = readable_rows(demo, spoiled_demo)["image_id"].tolist()
     assert len(kept) == cfg.data.demo.num_images - len(bad)
     for stage in ("mask", "distancing", "fivek"):  # every stage trained and predicted without them
         assert table(cfg, stage)["image_id"].tolist() == kept
     report = Path(cfg.run_dir, "report.md").read_text()
-    assert all(f"- `{path}`: {listed[path]}" in report for path in bad)
+    assert all(f"- `{path}`: {listed[path]}" in report for path in every_bad)
 
 
 def test_human_labels_are_kept_and_pseudo_labels_are_confident(smoke_run, spoiled_demo):
@@ -181,6 +194,52 @@ def test_5k_submission_uses_the_predictor_and_threshold_chosen_on_validation(smo
     final = table(cfg, "fivek")
     assert set(final["split"]) == {"train", "val", "test"}
     assert (final.loc[final["split"] != "train", [f"{label}_source" for label in ("mask", "distancing", "5k")]] == "human").all().all()
+
+
+def test_unreadable_public_test_images_get_the_prior_and_the_others_the_models_answer(smoke_run, spoiled_demo):
+    from keras_fgvc.training.stages import stage_config
+
+    _, cfg, demo, printed = smoke_run
+    bad_test = spoiled_demo[3]
+    test = pd.read_csv(demo / "public_test_meta.csv")
+    bad = test["fname"].map(lambda name: str(demo / "images" / name)).isin(bad_test).to_numpy()
+    assert bad.sum() == len(bad_test) == 2 and not bad[0] and not bad[-1]
+    submission = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "submission.csv"))
+    predictions = pd.read_csv(os.path.join(cfg.run_dir, "fivek", "predictions.csv"))
+    assert len(submission) == len(predictions) == len(test)  # one row per test row, readable or not
+    # listed and counted: bad_files.txt with its reason, metrics.json
+    listed = dict(line.split("\t") for line in Path(cfg.run_dir, "bad_files.txt").read_text().splitlines())
+    assert all(listed[path].startswith(reason) for path, reason in bad_test.items())
+    metrics = json.loads(Path(cfg.run_dir, "fivek", "metrics.json").read_text())
+    assert json.loads(Path(cfg.run_dir, "metrics.json").read_text())["data"]["test_unreadable"] == 2
+    assert (metrics["test_predictions"], metrics["test_unreadable"]) == (len(test), 2)
+    # the prior: 5k's frequency in the rows the fivek stage trained on (the distancing stage's
+    # completed table: split 'train', 5k known), decided at the submission predictor's threshold
+    before = table(cfg, "distancing")
+    trained_on = before.loc[(before["split"] == "train") & before["5k"].notna(), "5k"].to_numpy()
+    p_1 = float(np.mean(trained_on == 1))
+    decision = metrics["decision"]
+    label = int(p_1 >= decision[decision["submission_predictor"]]["threshold"])
+    np.testing.assert_allclose(predictions.loc[bad, "p_1"], p_1, atol=1e-6)
+    np.testing.assert_allclose(predictions.loc[bad, "p_0"], 1 - p_1, atol=1e-6)
+    assert (predictions.loc[bad, "label"] == label).all() and (submission.loc[bad, "5k"] == label).all()
+    assert metrics["test_prior"] == {"p_1": pytest.approx(p_1), "label": label}
+    assert (f"stage 'fivek': 2 unreadable public-test images answered with the prior, P(5k=1) {p_1:.3f} "
+            f"in the training rows -> 5k={label}") in printed
+    # every other row: the submission predictor's P(5k = 1) on its own image, as the model gives it
+    images = np.stack([model_pixels((demo / "images" / name).read_bytes(), cfg.data.image_size).numpy()
+                       for name in test.loc[~bad, "fname"]])
+
+    def positive(stage_name):
+        stage = next(s for s in cfg.train.stages if s.name == stage_name)
+        model = build_model(stage_config(cfg, stage), 2)
+        model.load_weights(os.path.join(cfg.run_dir, stage_name, BEST))
+        return keras.ops.convert_to_numpy(keras.ops.softmax(model(images, training=False)["logits"]))[:, 1]
+
+    expected = positive("fivek") if decision["submission_predictor"] == "trained" else (
+        positive("mask") * positive("distancing"))
+    np.testing.assert_allclose(predictions.loc[~bad, "p_1"], expected, atol=1e-5)
+    np.testing.assert_array_equal(submission.loc[~bad, "5k"], predictions.loc[~bad, "label"])
 
 
 def test_export_on_raw_jpeg_bytes_equals_the_keras_model(smoke_run):

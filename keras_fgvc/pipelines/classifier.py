@@ -8,6 +8,8 @@ only its data and its recipe (``pipeline=cars``; a driver passes its data root).
               is measured on the training rows first (data/normalization.py)
     evaluate  each stage's best weights: top-1 / top-5 on val and test, the most confused class
               pairs and a confusion plot of the classes in them, ``predictions.csv`` for the test rows
+              (every one: a test image that cannot be read gets the prior, the class frequencies of
+              the training rows, and is scored nowhere)
     export    each stage's SavedModel (+ TFLite) with its class mapping
 
 Run folder: ``config.yaml`` (with measured mean/std), ``metrics.json`` (per stage, and the last
@@ -22,7 +24,12 @@ import numpy as np
 import pandas as pd
 
 from keras_fgvc.data import classes as class_mapping
-from keras_fgvc.data.prepare import limit_rows, source_table
+from keras_fgvc.data.prepare import (
+    class_prior,
+    limit_rows,
+    source_table,
+    submission_rows,
+)
 from keras_fgvc.data.sources import has_split
 from keras_fgvc.data.splits import stratified_split
 from keras_fgvc.errors import DataError
@@ -126,6 +133,7 @@ def run(cfg, root: str) -> dict:
     check_can_start(cfg, stages)
     plan = configure(cfg.runtime)
     checked, data_info = check_tables(cfg, tables)
+    test = submission_rows(tables, checked)  # predictions.csv answers the unreadable test rows too
     tables = {name: table.reset_index(drop=True) for name, table in checked.items()}  # bad images dropped
     for table in tables.values():
         decode_once(cfg, table)
@@ -134,9 +142,13 @@ def run(cfg, root: str) -> dict:
     rundir.write_config(cfg.run_dir, to_dict(cfg))
     names = class_mapping.of_table(tables["train"]) or list(range(num_classes))
     data_info.update({split: len(table) for split, table in tables.items()}, classes=num_classes)
+    if data_info.get("test_unreadable"):
+        prior = prior_probabilities(tables["train"], num_classes)
+        print(f"test: {data_info['test_unreadable']} unreadable images get the prior in predictions.csv (the "
+              f"training rows' class frequencies; most frequent: '{names[int(prior.argmax())]}', {prior.max():.3f})")
     results = {}
     for stage in stages:
-        results[stage.name] = run_stage(cfg, plan, stage, tables, num_classes, names)
+        results[stage.name] = run_stage(cfg, plan, stage, tables, num_classes, names, test)
         print(f"stage '{stage.name}': val top-1 {_fmt(results[stage.name], 'val')}, "
               f"test top-1 {_fmt(results[stage.name], 'test')} ({results[stage.name]['epochs_run']} epochs)")
     last = results[stages[-1].name]
@@ -147,13 +159,26 @@ def run(cfg, root: str) -> dict:
         "params": last["params"], "wall_seconds": round(time.perf_counter() - started, 1)})
 
 
+def row_ids(table) -> pd.Series:
+    """The id of each row in a prediction file: ``image_id`` where the source gives one, else the file name."""
+    return table["image_id"] if "image_id" in table.columns else table["path"].map(os.path.basename)
+
+
+def prior_probabilities(train, num_classes: int) -> np.ndarray:
+    """The answer for a test image that cannot be read: each class's frequency among the training
+    rows (the model's own base rates; its argmax, the most frequent class, lowest index on ties, is
+    the likeliest label when test images come from the classes as the training ones do)."""
+    return class_prior(train[LABEL], num_classes)
+
+
 def _fmt(metrics, split):
     value = metrics.get(split, {}).get("top1")
     return "-" if value is None else f"{value:.4f}"
 
 
-def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
-    """Train one stage, evaluate its best weights on val and test, write its files."""
+def run_stage(cfg, plan, stage, tables, num_classes: int, names, test=None) -> dict:
+    """Train one stage, evaluate its best weights on val and test, write its files; ``test``
+    (``prepare.SubmissionRows``, default: ``tables["test"]`` all readable) gives predictions.csv's rows."""
     from keras_fgvc.config import to_dict
     from keras_fgvc.evaluation.predict import predict_probabilities
     from keras_fgvc.export.stage import export_stage
@@ -195,11 +220,15 @@ def run_stage(cfg, plan, stage, tables, num_classes: int, names) -> dict:
         if wandb_run is not None:
             wandb_run.finish()
     class_mapping.save(names, trained.folder)
-    test = tables["test"]
-    if len(test):
-        ids = test["image_id"] if "image_id" in test.columns else test["path"].map(os.path.basename)
-        write_predictions_csv(os.path.join(trained.folder, "predictions.csv"), ids, probabilities["test"],
-                              class_names=names, id_column="image_id")
+    if test is None:
+        test = submission_rows(tables, tables)
+    if len(test.table):
+        prior = prior_probabilities(tables["train"], num_classes)
+        write_predictions_csv(os.path.join(trained.folder, "predictions.csv"), row_ids(test.table),
+                              test.answers(probabilities["test"], prior), class_names=names, id_column="image_id")
+        metrics["test_unreadable"] = int((~test.readable).sum())
+        if metrics["test_unreadable"]:
+            metrics["test_prior"] = str(names[int(prior.argmax())])
     if cfg.export.enabled and not trained.info.get("already_finished"):
         metrics["export"] = export_stage(cfg, trained.model, stage.name, tables["train"], tables["val"],
                                          tables["val"][LABEL].to_numpy().astype(int), classes=names)

@@ -9,12 +9,15 @@ lives here:
               views (``vipriors.tta``, scaled to ``data.image_size``); top-1/top-5 on val for the
               single view and TTA; ``predict/predictions.csv`` in the challenge's format from the
               last stage (``Image IDs,Predictions``: file name, class index of the sorted wnids, as
-              the challenge toolkit's ``main.py -sub`` writes it)
+              the challenge toolkit's ``main.py -sub`` writes it), a row for every test image: one
+              that cannot be read gets the prior, the training rows' class frequencies (its class:
+              the most frequent), in its ``test_tta.npy`` row too, so an ensemble answers it alike
     ensemble  ``vipriors.ensemble=[run, run, ...]``: no training; averages the members' TTA
               probabilities (their last stage) and scores and writes them as one run
 
 Run folder, besides the classifier's: ``predict/rows.json`` (the val/test ids and val labels the
-probabilities are in the order of), ``predict/<stage>/{val,test}_tta.npy``, ``predict/metrics.json``.
+probabilities are in the order of, and ``test_unreadable``: the test ids answered by the prior),
+``predict/<stage>/{val,test}_tta.npy``, ``predict/metrics.json``.
 """
 
 import os
@@ -99,21 +102,26 @@ def _trained_stages(cfg, required: bool = False) -> list:
 def predict(cfg, root: str) -> dict:
     """TTA probabilities of every trained stage on val and test; scores, files, the submission."""
     from keras_fgvc.data.normalization import with_dataset_statistics
-    from keras_fgvc.data.prepare import check_tables
+    from keras_fgvc.data.prepare import check_tables, submission_rows
     from keras_fgvc.evaluation.tta import predict_tta_batches, scaled_views, source_size
 
     tables = classifier.split_tables(cfg, root)
     checked, _ = check_tables(cfg, tables)
+    test = submission_rows(tables, checked)  # the challenge wants every test image answered
     tables = {name: table.reset_index(drop=True) for name, table in checked.items()}
     cfg = with_dataset_statistics(cfg, tables["train"])
     num_classes = classifier.num_classes_of(tables)
+    prior = classifier.prior_probabilities(tables["train"], num_classes)
     views = scaled_views(cfg.vipriors.tta, cfg.data.image_size, cfg.vipriors.tta_reference_size)
     folder = os.path.join(cfg.run_dir, PREDICT)
-    ids = {split: _ids(tables[split]) for split in ("val", "test")}
+    ids = {"val": _ids(tables["val"]), "test": _ids(test.table), "test_unreadable": _ids(test.unreadable)}
     val_labels = tables["val"][classifier.LABEL].to_numpy().astype(int)
     rundir.write_json(os.path.join(folder, ROWS), {**ids, "val_labels": val_labels.tolist(),
                                                    "classes": tables["train"].attrs.get("classes")})
-    result = {"views": len(views), "view_sizes": sorted({v["size"] for v in views}), "stages": {}}
+    result = {"views": len(views), "view_sizes": sorted({v["size"] for v in views}), "stages": {},
+              "test_unreadable": len(ids["test_unreadable"])}
+    if ids["test_unreadable"]:
+        result["test_prior"] = int(prior.argmax())  # the class index predictions.csv gives them
     for stage in _trained_stages(cfg):
         single = rundir.read_json(os.path.join(cfg.run_dir, stage.name, "metrics.json")).get("val", {})
         models = _models_by_size(cfg, stage, num_classes, {v["size"] for v in views})
@@ -122,6 +130,8 @@ def predict(cfg, root: str) -> dict:
             rows = tables[split]
             probabilities[split] = (predict_tta_batches(models, _image_batches(cfg, rows, source_size(views)), views)
                                     if len(rows) else np.zeros((0, num_classes), np.float32))
+            if split == "test":  # the unreadable test rows get the prior, in table order
+                probabilities[split] = test.answers(probabilities[split], prior)
             _save(os.path.join(folder, stage.name, f"{split}_tta.npy"), probabilities[split])
         tta = scores(probabilities["val"], val_labels)
         result["stages"][stage.name] = {"single": {k: single.get(k) for k in ("top1", "top5")}, "tta": tta}
@@ -136,7 +146,7 @@ def predict(cfg, root: str) -> dict:
 
 
 def _ids(table) -> list[str]:
-    return [str(v) for v in (table["image_id"] if "image_id" in table.columns else table["path"].map(os.path.basename))]
+    return [str(v) for v in classifier.row_ids(table)]
 
 
 def _fmt(value) -> str:
@@ -207,12 +217,13 @@ def ensemble(cfg) -> dict:
     members = [_member(path) for path in cfg.vipriors.ensemble]
     rows = members[0]["rows"]
     for member in members[1:]:
-        for key in ("val", "test", "val_labels"):
-            if member["rows"][key] != rows[key]:
+        for key in ("val", "test", "val_labels", "test_unreadable"):
+            if member["rows"].get(key, []) != rows.get(key, []):
                 raise UserError(f"vipriors.ensemble: {member['path']} predicted other {key} rows than "
                                 f"{members[0]['path']} (ensemble runs of one data set and split)")
     folder = os.path.join(cfg.run_dir, PREDICT)
-    result = {"members": [{"run": m["path"], "stage": m["stage"], "val_top1_tta": m["val_top1_tta"]} for m in members]}
+    result = {"members": [{"run": m["path"], "stage": m["stage"], "val_top1_tta": m["val_top1_tta"]} for m in members],
+              "test_unreadable": len(rows.get("test_unreadable", []))}  # their rows hold each member's prior
     labels = np.asarray(rows["val_labels"], int)
     for split in ("val", "test"):
         averaged = average_probabilities([m[split] for m in members])

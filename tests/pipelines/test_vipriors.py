@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 import yaml
 
 from keras_fgvc.config.compose import compose
@@ -32,11 +33,16 @@ def smoke(tmp_path_factory):
     classes = sorted(os.listdir(demo / "train"))
     bad = bad_images.spoil([sorted((demo / "train" / wnid).iterdir())[-1] for wnid in classes[:3]])
     bad.update(bad_images.dangling_link(demo / "train" / classes[3] / f"{classes[3]}_0.JPEG"))
+    # Two test images spoiled as well (truncated, 0 bytes), inside the split: the challenge's file
+    # still needs their rows, which get the prior.
+    test_paths = imagenet_subset.load(str(demo), "test")["path"]
+    bad_test = bad_images.spoil([test_paths.iloc[3], test_paths.iloc[len(test_paths) // 2]])
     done, seconds = run_cli(*common, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     print(f"vipriors smoke (ce, margin, predict): {seconds:.0f} s")
     run = root / "runs" / "vipriors" / "smoke"
-    return {"root": root, "common": common, "run": run, "stdout": done.stdout, "demo": demo, "bad": bad}
+    return {"root": root, "common": common, "run": run, "stdout": done.stdout, "demo": demo, "bad": bad,
+            "bad_test": bad_test}
 
 
 def read_json(path):
@@ -44,20 +50,66 @@ def read_json(path):
 
 
 def test_bad_training_images_are_skipped_listed_and_the_run_finishes(smoke):
-    run, demo, bad = smoke["run"], smoke["demo"], smoke["bad"]
+    run, demo, bad, bad_test = smoke["run"], smoke["demo"], smoke["bad"], smoke["bad_test"]
+    every_bad = {**bad, **bad_test}
     listed = dict(line.split("\t") for line in (run / "bad_files.txt").read_text().splitlines())
-    assert set(listed) == set(bad) and all(listed[path].startswith(reason) for path, reason in bad.items())
+    assert set(listed) == set(every_bad) and all(listed[path].startswith(reason) for path, reason in every_bad.items())
     splits = {split: imagenet_subset.load(str(demo), split) for split in ("train", "val", "test")}
     total = sum(len(table) for table in splits.values())  # every file name found, the bad ones too
-    first = next(path for path in splits["train"]["path"] if path in bad)
-    line = f"images: {len(bad)} of {total} unreadable, skipped (listed in bad_files.txt); first: {first}: {listed[first]}"
+    # the first in the order the run checks its splits: test, val, train (classifier.split_tables)
+    first = next(path for split in ("test", "val", "train") for path in splits[split]["path"] if path in every_bad)
+    line = (f"images: {len(every_bad)} of {total} unreadable, skipped (listed in bad_files.txt); "
+            f"first: {first}: {listed[first]}")
     assert line in smoke["stdout"].splitlines(), smoke["stdout"][-3000:]
     data = read_json(run / "metrics.json")["data"]
-    assert (data["images_checked"], data["bad_files"]) == (total, len(bad))
+    assert (data["images_checked"], data["bad_files"]) == (total, len(every_bad))
     assert data["train"] == len(splits["train"]) - len(bad)  # trained on the readable rows alone
-    assert (data["val"], data["test"]) == (len(splits["val"]), len(splits["test"]))
+    assert (data["val"], data["test"]) == (len(splits["val"]), len(splits["test"]) - len(bad_test))
+    assert data["test_unreadable"] == len(bad_test)
     report = (run / "report.md").read_text()
-    assert all(f"- `{path}`: {listed[path]}" in report for path in bad)
+    assert all(f"- `{path}`: {listed[path]}" in report for path in every_bad)
+
+
+def test_unreadable_test_images_get_the_prior_and_the_others_their_predictions(smoke):
+    run, demo, bad, bad_test = smoke["run"], smoke["demo"], smoke["bad"], smoke["bad_test"]
+    test = imagenet_subset.load(str(demo), "test")
+    unreadable = test["path"].isin(bad_test).to_numpy()
+    assert unreadable.sum() == len(bad_test) == 2
+    # the prior: the class frequencies of the training rows the stages trained on (the readable ones)
+    train = imagenet_subset.load(str(demo), "train")
+    labels = train.loc[~train["path"].isin(bad), "label"].to_numpy().astype(int)
+    prior = np.bincount(labels, minlength=len(train.attrs["classes"])) / len(labels)
+    top = int(np.flatnonzero(prior == prior.max())[0])  # the most frequent class, the first on ties
+    # the challenge file: a row per test image, in the split's order; the prior's class on the bad ones
+    submission = pd.read_csv(run / "predict" / "predictions.csv")
+    assert list(submission["Image IDs"]) == list(test["image_id"])
+    assert (submission.loc[unreadable, "Predictions"] == top).all()
+    rows = read_json(run / "predict" / "rows.json")
+    assert rows["test"] == list(test["image_id"]) and rows["test_unreadable"] == list(test.loc[unreadable, "image_id"])
+    predict_metrics = read_json(run / "predict" / "metrics.json")
+    assert (predict_metrics["test_unreadable"], predict_metrics["test_prior"]) == (2, top)
+    for stage in ("ce", "margin"):
+        # the TTA file holds the same rows: the prior on the bad ones, the model's views on the others
+        probabilities = np.load(run / "predict" / stage / "test_tta.npy")
+        assert probabilities.shape == (len(test), len(prior))
+        np.testing.assert_allclose(probabilities[unreadable], np.tile(prior, (2, 1)), atol=1e-7)
+        assert not np.isclose(probabilities[~unreadable], prior, atol=1e-6).all(axis=1).any()
+        # each stage's predictions.csv (single view): a row per test image, the prior's on the bad
+        # ones, and every other row what the stage's export answers for its image
+        single = pd.read_csv(run / stage / "predictions.csv", dtype={"image_id": str})
+        assert list(single["image_id"]) == list(test["image_id"])
+        classes = read_json(run / stage / "classes.json")
+        columns = [f"p_{name}" for name in classes]
+        np.testing.assert_allclose(single.loc[unreadable, columns].to_numpy(), np.tile(prior, (2, 1)), atol=1e-6)
+        assert (single.loc[unreadable, "label"] == classes[top]).all()
+        stage_metrics = read_json(run / stage / "metrics.json")
+        assert (stage_metrics["test_unreadable"], stage_metrics["test_prior"]) == (2, classes[top])
+        assert (f"test: 2 unreadable images get the prior in predictions.csv (the training rows' class frequencies; "
+                f"most frequent: '{classes[top]}', {prior.max():.3f})") in smoke["stdout"].splitlines()
+        served = tf.saved_model.load(str(smoke["root"] / "saved" / "vipriors" / "smoke" / stage)).signatures[
+            "serving_default"](image_bytes=tf.constant([Path(p).read_bytes() for p in test.loc[~unreadable, "path"]]))
+        np.testing.assert_allclose(single.loc[~unreadable, columns].to_numpy(), served["probabilities"].numpy(),
+                                   atol=1e-5)
 
 
 def test_ce_trains_from_scratch_and_margin_starts_from_ce_best_weights(smoke):
@@ -119,7 +171,7 @@ def test_predictions_csv_is_the_challenge_format_for_every_test_image(smoke):
 
 def test_test_split_without_labels_is_predicted_not_scored(smoke):
     metrics = read_json(smoke["run"] / "margin" / "metrics.json")
-    assert metrics["test"] == {"rows": 32, "labelled": False}
+    assert metrics["test"] == {"rows": 32 - len(smoke["bad_test"]), "labelled": False}  # the readable ones
     assert "stage 'margin': val top-1" in smoke["stdout"] and "TTA (16 views)" in smoke["stdout"]
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 
 from keras_fgvc.config.validate import to_dict
 from keras_fgvc.errors import UserError
@@ -391,8 +392,11 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         # JAX, fit would build it from a batch of a throwaway iterator of the stream, drawing one
         # shuffle permutation that a resumed run does not draw (its order would then be one behind),
         # so a fresh JAX run builds here too.
+        # The global batch as the batch dimension: a margin head's JAX ops cannot trace a None one.
+        batch = keras.tree.map_structure(lambda spec: tf.TensorSpec([global_batch, *spec.shape[1:]], spec.dtype),
+                                         train_ds.element_spec)
         with plan.strategy.scope():
-            trainer._symbolic_build(data_batch=train_ds.element_spec)
+            trainer._symbolic_build(data_batch=batch)
     if completed:
         truncate_history(os.path.join(folder, HISTORY), completed)
         print(f"stage '{stage.name}': resuming {cfg.run_dir} after epoch {completed} of {train_cfg.epochs}")

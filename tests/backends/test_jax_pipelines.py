@@ -75,7 +75,7 @@ def test_the_retrieval_saved_model_of_a_jax_model_ranks_as_the_pipeline(hotel_id
 
 @pytest.mark.slow
 @ALL
-@pytest.mark.parametrize("pipeline, top1_key", [("fivek", None), ("cars", "test_top1"), ("vipriors", "test_top1"),
+@pytest.mark.parametrize("pipeline, top1_key", [("fivek", None), ("cars", "test_top1"), ("vipriors", "val_top1_tta"),
                                                 ("squeeze", None)])
 def test_every_other_pipeline_runs_to_the_end_under_jax(tmp_path, pipeline, top1_key):
     done, seconds = run_cli(f"pipeline={pipeline}", "smoke=true", f"runs_root={tmp_path}/runs",

@@ -98,7 +98,7 @@ def check_tensorflow(installed: tuple[str, str] | None) -> None:
                           f"either Keras backend), and none is installed: {_TF_INSTALL}")
     name, version = installed
     try:
-        release, pre_release = parse_version(version)
+        release, _ = parse_version(version)  # a pre-release of 2.20 or later is tested enough
     except ValueError:
         raise ImportError(f"keras_fgvc cannot read the installed {name} version {version!r}: {_TF_INSTALL}") from None
     if release[:3] < TENSORFLOW_FLOOR and not name.startswith("tf-nightly"):

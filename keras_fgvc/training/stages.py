@@ -50,6 +50,7 @@ from keras_fgvc.training.callbacks import (
     truncate_history,
 )
 from keras_fgvc.training.finetune import freeze, head_stage_name  # freeze: importable from here too
+from keras_fgvc.training.precision import jax_backend
 from keras_fgvc.training.resume import (
     FINISHED,
     interrupted_epochs,
@@ -386,7 +387,7 @@ def train_stage(cfg, plan, stage, model_fn: Callable[[object], keras.Model], tra
         trainer.compile(optimizer=optimizer, jit_compile=plan.jit_compile,
                         steps_per_execution=min(plan.steps_per_execution, steps))
     monitor = train_cfg.monitor if val_ds is not None else train_cfg.monitor.removeprefix("val_")
-    if completed or keras.backend.backend() == "jax":
+    if completed or jax_backend():
         # BackupAndRestore loads into a built model, and Keras builds the Trainer lazily (at the first
         # traced step) on one device; building from the dataset's element spec reads no data. Under
         # JAX, fit would build it from a batch of a throwaway iterator of the stream, drawing one

@@ -99,8 +99,9 @@ def test_random_ranking_expectation_is_the_mean_over_every_ranking(steps):
         exact = map_at_k(np.zeros(len(orders), int), orders, K)
         assert random_map_at_k(classes, K) == pytest.approx(exact)
     # The smoke run reports it next to its val MAP@5. Issue 16 asks for 3x that at smoke size; measured
-    # smoke runs (20 hotels x 4 photos, 32 px, 1-8 epochs) gave 1.8x-3.7x, so that bar is not met (the
-    # demo at 64 px reaches 6.5x, README) and is not asserted here: at this size it is noise.
+    # smoke runs (20 hotels x 4 photos, 32 px) gave 1.6x at 2 epochs and 2.6x-4.1x at 8 epochs over
+    # seeds 0-3 with the loss flat, so that bar is not met by training (the demo at 64 px reaches 6.5x,
+    # README) and is not asserted here: at this size it is noise.
     hotels = steps["metrics"]["data"]["hotels"]
     assert steps["metrics"]["rank"]["random_val_map"] == pytest.approx(random_map_at_k(hotels, K))
 

@@ -1,4 +1,4 @@
-"""Three SGD steps of the engine's Trainer under whichever backend KERAS_BACKEND names.
+"""Two SGD steps of the engine's Trainer under whichever backend KERAS_BACKEND names.
 
 Run by ``test_backend_parity.py`` once per backend: ``python -m tests.backends.parity_worker OUT
 [WEIGHTS]``. The model is the hotel_id smoke model (GhostNet 0.5x at 32 px, 64-d neck, ArcFace
@@ -19,9 +19,15 @@ from keras_fgvc.losses import build_loss
 from keras_fgvc.models.build import build_model, training_model
 from keras_fgvc.training.trainer import LossTerm, Trainer
 
-CLASSES, BATCH, STEPS = 4, 8, 3
+# Two steps: the loss after one update is the last one this check compares across backends. On an
+# AVX-512 machine (2026-11-24) the third step's loss differed by 0.4% between TensorFlow and JAX and
+# by 0.23% between TensorFlow with and without oneDNN, after agreeing to 4e-5 one step earlier. That
+# jump is float32's, not the engine's; most likely (not verified) a gradient discontinuity, such as a
+# ReLU input within rounding of 0, crossed on one side only. Older CPUs had shown 2e-5 after 2 steps
+# and 7e-5 after 3.
+CLASSES, BATCH, STEPS = 4, 8, 2
 # ArcFace's scale (s = 30) makes the gradients large: at lr 1e-5 each step still moves the loss by
-# ~1 (14.5 -> 13.7 -> 12.4), while the backends' float32 rounding differences stay small.
+# ~1 (14.5 -> 13.7), while the backends' float32 rounding differences stay small.
 LEARNING_RATE = 1e-5
 
 

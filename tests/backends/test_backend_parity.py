@@ -31,13 +31,14 @@ def both(tmp_path_factory):
     return tf_run, jax_run
 
 
-def test_three_steps_give_the_same_losses_under_tensorflow_and_jax(both):
+def test_two_steps_give_the_same_losses_under_tensorflow_and_jax(both):
     tf_run, jax_run = both
     # The first loss is one forward pass: float32 kernels (oneDNN vs XLA) round differently, ~2e-7.
     assert jax_run["losses"][0] == pytest.approx(tf_run["losses"][0], rel=1e-5)
-    # Each update multiplies that rounding difference (measured 2e-5 after 2 steps, 7e-5 after 3).
+    # The update multiplies that rounding difference (measured 2e-5 and 4e-5 on two machines; why not a
+    # third step: parity_worker.STEPS).
     np.testing.assert_allclose(jax_run["losses"], tf_run["losses"], rtol=1e-3)
-    assert tf_run["losses"][2] < tf_run["losses"][0] - 0.5  # the steps do train
+    assert tf_run["losses"][1] < tf_run["losses"][0] - 0.5  # the step does train
 
 
 def test_weights_and_loss_state_end_equal(both):
@@ -52,7 +53,7 @@ def test_weights_and_loss_state_end_equal(both):
 
 
 def test_the_saved_models_of_a_jax_trained_model_answer_as_its_keras_model(both):
-    """Exported from the JAX process after its 3 steps and served by TensorFlow from PNG bytes: the
+    """Exported from the JAX process after its 2 steps and served by TensorFlow from PNG bytes: the
     embed signature gives the Keras embeddings (L2-normalised) and serving_default ranks the gallery's
     classes as a NumPy cosine ranking of those embeddings (issue 19: a TPU-trained model serves)."""
     _, jax_run = both

@@ -1,6 +1,7 @@
 """notebooks/kaggle_tpu.ipynb top to bottom on CPU with the smoke parameters, once per backend
-(nbclient, a fresh kernel each), so the notebook cannot rot: TFRecords written and read, the run
-trained through the library's dispatch, the export answering as the Keras model, the report."""
+(nbclient, a fresh kernel each; JAX with KERAS_FGVC_JAX_ALL=1), so the notebook cannot rot:
+TFRecords written and read, the run trained through the library's dispatch, the export answering
+as the Keras model, the report."""
 
 import os
 import re
@@ -34,7 +35,15 @@ def stdout_of(notebook) -> str:
                    for output in cell.get("outputs", []) if output.get("name") == "stdout")
 
 
-@pytest.fixture(scope="module", params=["tensorflow", "jax"])
+# Under JAX the notebook's cars run costs ~130 s on 2 cores (XLA compiles each step), past the
+# suite's budget: it runs with KERAS_FGVC_JAX_ALL=1, like every JAX pipeline run
+# (tests/backends/test_jax_pipelines.py). make test keeps JAX covered by cheaper runs: the parity
+# worker trains, exports and serves under JAX, and a killed JAX run resumes exactly.
+JAX_ALL = pytest.mark.skipif(os.environ.get("KERAS_FGVC_JAX_ALL") != "1",
+                             reason="~130 s under JAX on 2 cores, over the suite's budget; KERAS_FGVC_JAX_ALL=1 runs it")
+
+
+@pytest.fixture(scope="module", params=["tensorflow", pytest.param("jax", marks=JAX_ALL)])
 def executed(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"notebook-{request.param}")
     notebook = with_parameters(read_notebook(), **SMOKE, BACKEND=request.param)

@@ -9,21 +9,19 @@ serves the embed and retrieval signatures from TensorFlow (test_backend_parity.p
 JAX run resumes exactly (tests/training/test_resume.py). The one-line refusals below always run."""
 
 import json
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_fgvc.evaluation.retrieval import load_embeddings
+from tests.fixtures.jax_all import jax_all
 from tests.pipelines.cli import run_cli
 from tests.pipelines.test_hotel_id import assert_top_k_of, class_scores
 
 pytest.importorskip("jax", reason="the JAX backend needs the jax extra: pip install '.[jax]'")
 JAX = {"KERAS_BACKEND": "jax"}
-ALL = pytest.mark.skipif(os.environ.get("KERAS_FGVC_JAX_ALL") != "1",
-                         reason="1.5-4 min each under JAX on 2 cores, over the suite's budget; KERAS_FGVC_JAX_ALL=1 "
-                                "runs it")
+ALL = jax_all("1.5-4 min each")
 
 
 @pytest.fixture(scope="module")

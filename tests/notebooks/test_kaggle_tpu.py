@@ -10,6 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.fixtures.jax_all import jax_all
 from tests.tracking.report_checks import check_report
 
 NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -39,11 +40,7 @@ def stdout_of(notebook) -> str:
 # suite's budget: it runs with KERAS_FGVC_JAX_ALL=1, like every JAX pipeline run
 # (tests/backends/test_jax_pipelines.py). make test keeps JAX covered by cheaper runs: the parity
 # worker trains, exports and serves under JAX, and a killed JAX run resumes exactly.
-JAX_ALL = pytest.mark.skipif(os.environ.get("KERAS_FGVC_JAX_ALL") != "1",
-                             reason="~130 s under JAX on 2 cores, over the suite's budget; KERAS_FGVC_JAX_ALL=1 runs it")
-
-
-@pytest.fixture(scope="module", params=["tensorflow", pytest.param("jax", marks=JAX_ALL)])
+@pytest.fixture(scope="module", params=["tensorflow", pytest.param("jax", marks=jax_all("~130 s"))])
 def executed(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"notebook-{request.param}")
     notebook = with_parameters(read_notebook(), **SMOKE, BACKEND=request.param)

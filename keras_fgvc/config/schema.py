@@ -386,6 +386,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "export.gallery_dtype": ("float32", "float16"),
     "augment.runs_in": ("auto", "model", "data"),
     "train.optimizer": ("sgd", "adam", "adamw"),
+    "pseudo_label.tta": ("none", "flip"),
     "train.schedule": ("cosine", "multistep", "plateau", "exponential", "constant"),
     "train.lr_scaling": ("none", "linear"),
     "runtime.precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),

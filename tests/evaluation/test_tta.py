@@ -125,3 +125,37 @@ def test_predict_tta_batches_is_the_mean_of_each_views_softmax_from_the_model_of
         expected.append(np.mean(per_view, axis=0))
     np.testing.assert_allclose(got, np.concatenate(expected), atol=1e-6)
     assert got.shape == (5, 3)
+
+
+def test_flip_tta_probabilities_are_the_mean_over_the_image_and_its_mirror(tmp_path):
+    """predict_probabilities(flip_tta=True) against a NumPy reference: softmax of a linear model on
+    the pixels and on the mirrored pixels, averaged. The images are asymmetric, so the two views differ."""
+    import keras
+    import pandas as pd
+    from PIL import Image
+
+    from keras_fgvc.evaluation.predict import predict_probabilities
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (5, 6, 6, 3)).astype("uint8")
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    inputs = keras.Input((6, 6, 3))
+    dense = keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01, seed=1))
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    kernel, bias = (np.asarray(w, "float64") for w in dense.get_weights())
+
+    def softmax(images):
+        logits = images.reshape(len(images), -1).astype("float64") @ kernel + bias
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    table = pd.DataFrame({"path": paths})
+    plain = predict_probabilities(model, table, 6, batch_size=2, cache=False)
+    both = predict_probabilities(model, table, 6, batch_size=2, cache=False, flip_tta=True)
+    np.testing.assert_allclose(plain, softmax(pixels), atol=1e-5)
+    expected = (softmax(pixels) + softmax(pixels[:, :, ::-1])) / 2
+    np.testing.assert_allclose(both, expected, atol=1e-5)
+    assert np.abs(both - plain).max() > 1e-2  # the mirror view changed the answer

@@ -226,15 +226,20 @@ def test_unreadable_public_test_images_get_the_prior_and_the_others_the_models_a
     assert metrics["test_prior"] == {"p_1": pytest.approx(p_1), "label": label}
     assert (f"stage 'fivek': 2 unreadable public-test images answered with the prior, P(5k=1) {p_1:.3f} "
             f"in the training rows -> 5k={label}") in printed
-    # every other row: the submission predictor's P(5k = 1) on its own image, as the model gives it
+    # every other row: the submission predictor's P(5k = 1) on its own image
     images = np.stack([model_pixels((demo / "images" / name).read_bytes(), cfg.data.image_size).numpy()
                        for name in test.loc[~bad, "fname"]])
+
+    # pseudo_label.tta=flip (the default): P averaged over the image and its mirror
+    assert cfg.pseudo_label.tta == "flip"
 
     def positive(stage_name):
         stage = next(s for s in cfg.train.stages if s.name == stage_name)
         model = build_model(stage_config(cfg, stage), 2)
         model.load_weights(os.path.join(cfg.run_dir, stage_name, BEST))
-        return keras.ops.convert_to_numpy(keras.ops.softmax(model(images, training=False)["logits"]))[:, 1]
+        views = (images, images[:, :, ::-1])
+        return np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(model(view, training=False)["logits"]))[:, 1]
+                        for view in views], axis=0)
 
     expected = positive("fivek") if decision["submission_predictor"] == "trained" else (
         positive("mask") * positive("distancing"))

@@ -8,13 +8,17 @@ Smoke ratios themselves are not asserted: timings on a shared CPU are noise at s
 import argparse
 import ast
 import importlib.util
+import json
 import os
 import re
 import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
+
+from keras_fgvc.evaluation.metrics import accuracy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH_DIR = os.path.join(REPO, "benchmarks")
@@ -168,6 +172,45 @@ def test_paper_rows_count_params_and_macs_of_a_hand_computable_model():
     assert rows[1]["detail"] == "0.0M vs 0.0M (hand count)" and rows[1]["case"] == "tiny MACs at 8x8 / published"
     rows = backbones.paper_rows("tiny", model, (8, 8, 3), params, 0.9 * macs, "within 1%", "within 5%", "hand count")
     assert rows[1]["ratio"] == pytest.approx(1 / 0.9) and rows[1]["met"] is False
+
+
+# ------------------------------------------------------------- fivek_real's large evaluation set
+fivek_eval = load("_fivek_eval")
+
+
+def test_eval_set_takes_the_benchmark_class_mix_from_the_test_split():
+    classes = np.repeat(np.arange(10), 1000)
+    weights = np.array([0.08 if c in (2, 4) else 0.84 / 8 for c in range(10)])  # fivek_real.CLASS_WEIGHTS
+    positions = fivek_eval.class_mix_positions(classes, weights, np.random.default_rng(0))
+    # The 0.105 classes are taken whole (1000 each), Pullover and Coat scaled to 1000 * 0.08 / 0.105.
+    assert np.bincount(classes[positions]).tolist() == [1000, 1000, 762, 1000, 762, 1000, 1000, 1000, 1000, 1000]
+    assert len(np.unique(positions)) == len(positions)
+
+
+def test_paired_interval_matches_the_normal_approximation_and_gives_the_verdict():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 2, 4000)
+    ours = np.where(rng.random(4000) < 0.92, truth, 1 - truth)
+    theirs = np.where(rng.random(4000) < 0.88, truth, 1 - truth)
+    a, b, difference, (low, high) = fivek_eval.paired_difference(accuracy, truth, ours, theirs)
+    per_row = (ours == truth).astype(float) - (theirs == truth)
+    assert (a, b, difference) == pytest.approx((np.mean(ours == truth), np.mean(theirs == truth), per_row.mean()))
+    half_width = 1.96 * per_row.std() / np.sqrt(len(per_row))  # the paired normal interval
+    assert low == pytest.approx(difference - half_width, abs=0.003)
+    assert high == pytest.approx(difference + half_width, abs=0.003)
+    assert fivek_eval.verdict((low, high)) == "beats" and fivek_eval.verdict((-high, -low)) == "trails"
+    assert fivek_eval.verdict((-0.01, 0.02)) == "level"
+    assert fivek_eval.paired_difference(accuracy, truth, ours, ours)[3] == (0.0, 0.0)
+
+
+def test_pipeline_5k_uses_each_predictor_at_its_validation_threshold(tmp_path):
+    decision = {"submission_predictor": "product", "product": {"threshold": 0.3}, "trained": {"threshold": 0.6}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"fivek": {"decision": decision}}))
+    scores = {"mask": np.array([0.9, 0.5, 0.6, 1.0]), "distancing": np.array([0.5, 0.5, 0.4, 0.2]),
+              "fivek": np.array([0.7, 0.2, 0.6, 0.59])}
+    decided = fivek_eval.pipeline_5k(str(tmp_path), scores)
+    assert decided["submitted"].tolist() == [1, 0, 0, 0]  # products 0.45, 0.25, 0.24, 0.2 at 0.3
+    assert decided["5k model"].tolist() == [1, 0, 1, 0]
 
 
 # ------------------------------------------------------------------------------ the smoke suite

@@ -328,9 +328,11 @@ def print_eval_table(rows, count):
 
 
 def eval_result_rows(rows, count):
-    return [result_row(f"{label} {metric}, {count} test pictures: pipeline / plain CNN", ours / theirs if theirs else None,
-                       "95% interval of the difference > 0", f"{ours:.3f} vs {theirs:.3f}, difference {difference:+.3f} "
-                       f"[{low:+.3f}, {high:+.3f}]: {verdict}", met=verdict == "beats")
+    """Result rows of ``compare``'s rows; the goal, beating the CNN, is met when the interval is above 0."""
+    return [result_row(f"{label} {metric}, {count} test pictures: pipeline / plain CNN",
+                       ours / theirs if theirs else None, "95% interval of the difference > 0",
+                       f"{ours:.3f} vs {theirs:.3f}, difference {difference:+.3f} [{low:+.3f}, {high:+.3f}]: {verdict}",
+                       met=verdict == "beats")
             for label, metric, ours, theirs, difference, (low, high), verdict in rows]
 
 

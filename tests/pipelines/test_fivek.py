@@ -273,27 +273,6 @@ def test_a_stage_without_its_previous_table_exits_2_and_writes_nothing(tmp_path,
     assert not (tmp_path / "runs").exists() and not (tmp_path / "saved").exists()
 
 
-def test_one_stage_from_an_explicit_table(smoke_run, tmp_path):
-    root, cfg, _, _ = smoke_run
-    previous = os.path.join(cfg.run_dir, "distancing", "table.csv")
-    # A stage run alone in a fresh run dir starts from scratch only when told to: init_from=previous
-    # would need the distancing checkpoint (exit 2, tested below).
-    args = overrides(tmp_path, "stage=fivek", f"pseudo_label.input_table={previous}", f"data.demo_root={root}/demo",
-                     "export.tflite=[float32,int8]", "train.stages.2.init_from=none")
-    assert main(args) == 0
-    out = compose(args)
-    metrics = json.loads(open(os.path.join(out.run_dir, "fivek", "metrics.json")).read())
-    completed = pd.read_csv(previous)
-    assert metrics["human_labelled"] == int((completed["5k_source"] == "human").sum())
-    assert metrics["warm_start"] is None
-    # TFLite next to the SavedModel, compared with Keras on the validation rows.
-    flat, int8 = metrics["export"]["tflite_float32"], metrics["export"]["tflite_int8"]
-    assert flat["path"].endswith("saved/fivek/smoke/fivek.float32.tflite") and os.path.isfile(int8["path"])
-    assert flat["max_abs_diff"] < 1e-4 and flat["top1_agreement"] == 1.0
-    assert flat["num_images"] == int8["num_images"] > 0
-    assert int8["size_mb"] < 0.35 * flat["size_mb"]
-
-
 def test_a_stage_alone_without_the_checkpoint_it_starts_from_exits_2(smoke_run, tmp_path, capsys):
     root, cfg, _, _ = smoke_run
     previous = os.path.join(cfg.run_dir, "distancing", "table.csv")

@@ -3,7 +3,8 @@ chosen on validation for F1, recorded in metrics.json and used by the SavedModel
 
 The picture shows the labels: a red square when mask=1, a blue square when distancing=1, on noise;
 5k = mask AND distancing is positive in 10% of the rows. Only the 5k stage runs (from a completed
-table), so the test trains one small model.
+table, ``pseudo_label.input_table``), so the test trains one small model; the same run checks what
+a stage run alone from an explicit table writes, and its TFLite export.
 """
 
 import json
@@ -55,7 +56,8 @@ def imbalanced_run(tmp_path_factory):
     # data.max_rows=0: the test's 400 rows are already small; smoke=true alone would cut them to 256.
     args = ["smoke=true", "data.max_rows=0", f"runs_root={root}/runs", f"export.dir={root}/saved", f"data.root={root}/data",
             "stage=fivek", f"pseudo_label.input_table={root}/completed.csv", "train.stages.2.init_from=none",
-            "train.stages.2.epochs=8", "model.backbone=ghostnet_050", f"data.image_size={SIZE}"]
+            "train.stages.2.epochs=8", "model.backbone=ghostnet_050", f"data.image_size={SIZE}",
+            "export.tflite=[float32,int8]"]
     assert main(args) == 0
     cfg = compose(args)
     metrics = json.loads(open(os.path.join(cfg.run_dir, "fivek", "metrics.json")).read())
@@ -78,6 +80,24 @@ def test_the_threshold_is_chosen_on_validation_and_beats_all_negative_and_all_po
     assert metrics["heldout_f1"] == trained["heldout_f1"] > 0.0
     # No mask / distancing stage ran in this run directory: the product predictor is absent.
     assert metrics["decision"]["submission_predictor"] == "trained" and "product" not in metrics["decision"]
+
+
+def test_a_stage_run_alone_from_an_explicit_table_starts_from_scratch(imbalanced_run):
+    _, _, table, metrics = imbalanced_run
+    # init_from=none: a stage alone in a fresh run directory has no previous checkpoint to start from.
+    assert metrics["warm_start"] is None
+    trainable = table[(table["split"] == "train") & (table["5k_source"] == "human")]
+    assert metrics["human_labelled"] == int((table["5k_source"] == "human").sum())
+    assert metrics["trained_on"] == len(trainable)
+
+
+def test_tflite_files_sit_next_to_the_saved_model_and_match_keras(imbalanced_run):
+    _, _, _, metrics = imbalanced_run
+    flat, int8 = metrics["export"]["tflite_float32"], metrics["export"]["tflite_int8"]
+    assert flat["path"].endswith("saved/fivek/smoke/fivek.float32.tflite") and os.path.isfile(int8["path"])
+    assert flat["max_abs_diff"] < 1e-4 and flat["top1_agreement"] == 1.0
+    assert flat["num_images"] == int8["num_images"] > 0
+    assert int8["size_mb"] < 0.35 * flat["size_mb"]
 
 
 def test_the_saved_model_decides_with_the_chosen_threshold(imbalanced_run):

@@ -73,17 +73,22 @@ def pipeline_probabilities(run_dir, table, stages=("mask", "distancing", "fivek"
 
 def pipeline_5k(run_dir, scores):
     """``{"submitted": 0/1, "5k model": 0/1}``: the pipeline's 5k predictors at the thresholds it
-    chose on validation (``metrics.json``'s decision), for the rows ``scores`` were predicted on."""
+    chose on validation (``metrics.json``'s decision), for the rows ``scores`` were predicted on.
+
+    Decided by the pipeline's own ``fivek_decision.scorers`` and ``decide``, with each stage's
+    model standing for its stored P(class 1)."""
+    from keras_fgvc.pipelines.fivek_decision import decide, scorers
+
     with open(os.path.join(run_dir, "metrics.json")) as f:
         decision = (json.load(f).get("fivek") or {}).get("decision")
     if not decision or "fivek" not in scores:
         return {}
-    predictors = {"trained": scores["fivek"]}
+    earlier = None
     if "mask" in scores and "distancing" in scores:
-        predictors["product"] = scores["mask"] * scores["distancing"]
-    decided = {name: (p >= decision[name]["threshold"]).astype(int) for name, p in predictors.items()
-               if name in decision}
-    return {"submitted": decided[decision["submission_predictor"]], "5k model": decided["trained"]}
+        earlier = {"mask": scores["mask"], "distancing": scores["distancing"]}
+    score_fns = scorers(lambda p1, _rows: np.stack([1 - p1, p1], axis=1), scores["fivek"], earlier)
+    return {"submitted": decide(decision, score_fns, None)[1],
+            "5k model": decide({**decision, "submission_predictor": "trained"}, score_fns, None)[1]}
 
 
 def paired_difference(metric, truth, ours, theirs, seed=0):
